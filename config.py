@@ -1,0 +1,215 @@
+"""Settings: every environment variable the proxy reads, parsed and validated once (DESIGN.md §8)."""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the proxy cannot use."""
+
+
+class EndpointPreference(enum.Enum):
+    """Which z.ai upstream format serves text requests."""
+
+    AUTO = "auto"
+    ANTHROPIC = "anthropic"
+    OPENAI = "openai"
+
+
+# ---------------------------------------------------------------------------- value parsers
+# Each takes the variable name and its raw string, so every error names the variable.
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def _parse_number(kind: Callable[[str], T], minimum: float | None = None) -> Callable[[str, str], T]:
+    def parse(name: str, raw: str) -> T:
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+        if minimum is not None and value < minimum:  # type: ignore[operator]
+            raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _parse_fraction(name: str, raw: str) -> float:
+    value = _parse_number(float)(name, raw)
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"{name}={raw!r} must be a fraction between 0 and 1")
+    return value
+
+
+def _parse_url(name: str, raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={raw!r} must be an http:// or https:// URL")
+    return url
+
+
+def _parse_str(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(f"{name} must not be empty")
+    return raw.strip()
+
+
+def _parse_optional(name: str, raw: str) -> str | None:
+    del name
+    return raw.strip() or None
+
+
+def _parse_list(name: str, raw: str) -> tuple[str, ...]:
+    del name
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _parse_model_map(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """MODEL_MAP="claude-haiku-*=glm-4.5-air,claude-opus-*=glm-4.6": ordered glob → model pairs."""
+    pairs = []
+    for item in _parse_list(name, raw):
+        pattern, sep, model = item.partition("=")
+        if not sep or not pattern.strip() or not model.strip():
+            raise ConfigError(f"{name} entry {item!r} must look like pattern=model")
+        pairs.append((pattern.strip(), model.strip()))
+    return tuple(pairs)
+
+
+def _parse_level(name: str, raw: str) -> str:
+    level = raw.strip().upper() or "INFO"
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(f"{name}={raw!r} is not a logging level")
+    return level
+
+
+def _parse_preference(name: str, raw: str) -> EndpointPreference:
+    try:
+        return EndpointPreference(raw.strip().lower())
+    except ValueError:
+        allowed = ", ".join(p.value for p in EndpointPreference)
+        raise ConfigError(f"{name}={raw!r} must be one of: {allowed}") from None
+
+
+_int = _parse_number(int, minimum=0)
+_positive_int = _parse_number(int, minimum=1)
+_seconds = _parse_number(float, minimum=0.001)
+_float = _parse_number(float, minimum=0.0)
+
+
+def env(name: str, default: str, parse: Callable[[str, str], Any], secret: bool = False) -> Any:
+    """Declare a Settings field read from variable `name` (parsed by `parse`)."""
+    return field(default=parse(name, default), metadata={"env": name, "parse": parse, "secret": secret})
+
+
+# ---------------------------------------------------------------------------- Settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the proxy, read once from the environment."""
+
+    # --- auth: client keys accepted by the proxy, and the key it uses upstream (DESIGN.md §7)
+    server_api_key: str | None = env("SERVER_API_KEY", "", _parse_optional, secret=True)
+    proxy_api_keys: tuple[str, ...] = env("PROXY_API_KEYS", "", _parse_list, secret=True)
+
+    # --- upstreams and routing (DESIGN.md §3)
+    upstream_base: str = env("UPSTREAM_BASE", "https://api.z.ai/api/anthropic", _parse_url)
+    openai_upstream_base: str = env(
+        "OPENAI_UPSTREAM_BASE", "https://api.z.ai/api/coding/paas/v4", _parse_url
+    )
+    autotext_model: str = env("AUTOTEXT_MODEL", "glm-4.6", _parse_str)
+    autovision_model: str = env("AUTOVISION_MODEL", "glm-4.6v", _parse_str)
+    text_endpoint_preference: EndpointPreference = env(
+        "TEXT_ENDPOINT_PREFERENCE", "auto", _parse_preference
+    )
+    model_map: tuple[tuple[str, str], ...] = env("MODEL_MAP", "", _parse_model_map)
+
+    # --- windows and usage scaling (DESIGN.md §4)
+    real_text_model_tokens: int = env("REAL_TEXT_MODEL_TOKENS", "200000", _positive_int)
+    real_vision_model_tokens: int = env("REAL_VISION_MODEL_TOKENS", "65536", _positive_int)
+    anthropic_expected_tokens: int = env("ANTHROPIC_EXPECTED_TOKENS", "200000", _positive_int)
+    openai_expected_tokens: int = env("OPENAI_EXPECTED_TOKENS", "200000", _positive_int)
+
+    # --- upstream HTTP client: long read timeout because GLM can think for minutes
+    request_timeout: float = env("REQUEST_TIMEOUT", "300", _seconds)
+    connect_timeout: float = env("CONNECT_TIMEOUT", "10", _seconds)
+    # Pool at least as large as the thread count, or requests discards and reopens connections.
+    upstream_pool_size: int = env("UPSTREAM_POOL_SIZE", "32", _positive_int)
+    max_request_bytes: int = env("MAX_REQUEST_BYTES", str(32 * 1024 * 1024), _positive_int)
+
+    # --- token counting (DESIGN.md §5)
+    enable_accurate_token_counting: bool = env("ENABLE_ACCURATE_TOKEN_COUNTING", "true", _parse_bool)
+    legacy_token_estimation: bool = env("LEGACY_TOKEN_ESTIMATION", "false", _parse_bool)
+    tokenizer_encoding: str = env("TOKENIZER_ENCODING", "cl100k_base", _parse_str)
+    tokenizer_file: str | None = env("TOKENIZER_FILE", "", _parse_optional)
+    tiktoken_cache_size: int = env("TIKTOKEN_CACHE_SIZE", "1000", _positive_int)
+    enable_token_counting_logging: bool = env("ENABLE_TOKEN_COUNTING_LOGGING", "false", _parse_bool)
+    enable_dynamic_image_tokens: bool = env("ENABLE_DYNAMIC_IMAGE_TOKENS", "true", _parse_bool)
+    base_image_tokens: int = env("BASE_IMAGE_TOKENS", "85", _int)
+    image_tokens_per_char: float = env("IMAGE_TOKENS_PER_CHAR", "0.25", _float)
+    fixed_image_tokens: int = env("FIXED_IMAGE_TOKENS", "1000", _int)
+
+    # --- logging
+    log_level: str = env("LOG_LEVEL", "INFO", _parse_level)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: bool = False) -> Settings:
+        """Build Settings from a mapping (default os.environ); `dotenv` also reads `.env` first."""
+        if environ is None:
+            if dotenv:
+                from dotenv import load_dotenv
+
+                load_dotenv(override=False)
+            environ = os.environ
+        values = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if name in environ:
+                values[f.name] = f.metadata["parse"](name, environ[name])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Cross-field checks; raises ConfigError naming the variable."""
+        if self.proxy_api_keys and not self.server_api_key:
+            raise ConfigError(
+                "PROXY_API_KEYS is set but SERVER_API_KEY is empty: the proxy would have no key "
+                "to call z.ai with"
+            )
+
+    @property
+    def counting_is_legacy(self) -> bool:
+        """The chars/4 rollback switch (either legacy variable)."""
+        return self.legacy_token_estimation or not self.enable_accurate_token_counting
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to show on /health: secrets reduced to whether they are set."""
+        shown: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["secret"]:
+                shown[f.name + "_set"] = bool(value)
+            elif isinstance(value, enum.Enum):
+                shown[f.name] = value.value
+            else:
+                shown[f.name] = value
+        return shown
