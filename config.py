@@ -1,4 +1,4 @@
-"""Settings: every environment variable the proxy reads, parsed and validated once (DESIGN.md §8)."""
+"""Settings: every environment variable the proxy reads, parsed and validated once (DESIGN §8)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
 
 
-def _parse_number(kind: Callable[[str], T], minimum: float | None = None) -> Callable[[str, str], T]:
+def _parse_number(
+    kind: Callable[[str], T], minimum: float | None = None
+) -> Callable[[str, str], T]:
     def parse(name: str, raw: str) -> T:
         try:
             value = kind(raw.strip())
@@ -116,7 +118,9 @@ _float = _parse_number(float, minimum=0.0)
 
 def env(name: str, default: str, parse: Callable[[str, str], Any], secret: bool = False) -> Any:
     """Declare a Settings field read from variable `name` (parsed by `parse`)."""
-    return field(default=parse(name, default), metadata={"env": name, "parse": parse, "secret": secret})
+    return field(
+        default=parse(name, default), metadata={"env": name, "parse": parse, "secret": secret}
+    )
 
 
 # ---------------------------------------------------------------------------- Settings
@@ -154,9 +158,13 @@ class Settings:
     # Pool at least as large as the thread count, or requests discards and reopens connections.
     upstream_pool_size: int = env("UPSTREAM_POOL_SIZE", "32", _positive_int)
     max_request_bytes: int = env("MAX_REQUEST_BYTES", str(32 * 1024 * 1024), _positive_int)
+    # Chat-completions clients may omit max_tokens; z.ai's Anthropic format requires one.
+    default_max_tokens: int = env("DEFAULT_MAX_TOKENS", "8192", _positive_int)
 
     # --- token counting (DESIGN.md §5)
-    enable_accurate_token_counting: bool = env("ENABLE_ACCURATE_TOKEN_COUNTING", "true", _parse_bool)
+    enable_accurate_token_counting: bool = env(
+        "ENABLE_ACCURATE_TOKEN_COUNTING", "true", _parse_bool
+    )
     legacy_token_estimation: bool = env("LEGACY_TOKEN_ESTIMATION", "false", _parse_bool)
     tokenizer_encoding: str = env("TOKENIZER_ENCODING", "cl100k_base", _parse_str)
     tokenizer_file: str | None = env("TOKENIZER_FILE", "", _parse_optional)
@@ -177,7 +185,8 @@ class Settings:
             if dotenv:
                 from dotenv import load_dotenv
 
-                load_dotenv(override=False)
+                # The .env of the directory the server starts in; real env vars win over it.
+                load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
             environ = os.environ
         values = {}
         for f in fields(cls):

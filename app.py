@@ -1,0 +1,46 @@
+"""The application factory: build Settings and the long-lived objects once, register the rooms."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api import completions, health, models
+from api.errors import register_error_handlers
+from api.services import EXTENSION_KEY, Services
+from config import Settings
+from tokens import build_counter
+from upstream.client import UpstreamClient
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Create the proxy app; without settings they are read from the environment and `.env`."""
+    if settings is None:
+        settings = Settings.from_env(dotenv=True)
+    _configure_logging(settings.log_level)
+    app = Flask(__name__)
+    # Werkzeug enforces the body limit even for chunked uploads that carry no Content-Length.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.extensions[EXTENSION_KEY] = Services(
+        settings=settings,
+        upstream=UpstreamClient(
+            settings.upstream_base,
+            settings.openai_upstream_base,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.request_timeout,
+            pool_size=settings.upstream_pool_size,
+        ),
+        counter=build_counter(settings),
+    )
+    for blueprint in (health.bp, models.bp, completions.bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    # Only when nobody (gunicorn, pytest) configured logging first.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(level)

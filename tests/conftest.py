@@ -1,0 +1,80 @@
+"""Shared fixtures: settings from a dict, the app from the factory, a client, request helpers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from config import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+ANTHROPIC_BASE = "http://upstream.test/api/anthropic"
+OPENAI_BASE = "http://upstream.test/api/coding/paas/v4"
+TEST_ENV = {"UPSTREAM_BASE": ANTHROPIC_BASE, "OPENAI_UPSTREAM_BASE": OPENAI_BASE}
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    """Tests may set variables; every test starts from the environment it found."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def settings_env() -> dict[str, str]:
+    """The variables a test's Settings are read from; override by updating this dict."""
+    return dict(TEST_ENV)
+
+
+@pytest.fixture
+def settings(settings_env: dict[str, str]) -> Settings:
+    return Settings.from_env(settings_env)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    from app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class ProxyActions:
+    """Posts chat-completions and messages requests the way clients do."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self._client = client
+
+    def chat(self, body: Any, key: str | None = "sk-client", **headers: str) -> TestResponse:
+        return self._post("/v1/chat/completions", body, key, headers)
+
+    def messages(self, body: Any, key: str | None = "sk-client", **headers: str) -> TestResponse:
+        return self._post("/v1/messages", body, key, headers)
+
+    def _post(self, path: str, body: Any, key: str | None, headers: dict[str, str]) -> TestResponse:
+        if key is not None:
+            headers.setdefault("Authorization", f"Bearer {key}")
+        if isinstance(body, (bytes, str)):
+            return self._client.post(
+                path, data=body, headers=headers, content_type="application/json"
+            )
+        return self._client.post(path, json=body, headers=headers)
+
+
+@pytest.fixture
+def proxy(client: FlaskClient) -> ProxyActions:
+    return ProxyActions(client)

@@ -1,0 +1,55 @@
+"""Usage scaling: one factor, applied the same way to responses and every streamed figure."""
+
+from __future__ import annotations
+
+import pytest
+
+from context.scaling import sanitize_usage, scale_count, scale_events, scale_factor, scale_response
+
+
+@pytest.mark.parametrize(
+    ("expected", "real", "tokens", "reported"),
+    [
+        (200000, 200000, 1234, 1234),
+        (200000, 65536, 1000, 3052),
+        (100000, 200000, 1001, 500),
+        (128000, 200000, 0, 0),
+    ],
+)
+def test_scale_count(expected: int, real: int, tokens: int, reported: int) -> None:
+    assert scale_count(tokens, scale_factor(expected, real)) == reported
+
+
+def test_stream_and_response_scale_identically() -> None:
+    factor = scale_factor(100000, 200000)
+    usage = {"input_tokens": 801, "output_tokens": 33, "cache_read_input_tokens": 400}
+    response = scale_response({"usage": usage}, factor)  # type: ignore[arg-type]
+    events = list(
+        scale_events(
+            [
+                {"type": "message_start", "message": {"usage": dict(usage)}},
+                {"type": "message_delta", "delta": {}, "usage": dict(usage)},
+                {"type": "message_stop"},
+            ],  # type: ignore[list-item]
+            factor,
+        )
+    )
+    assert response["usage"] == events[0]["message"]["usage"] == events[1]["usage"]
+    assert response["usage"] == {
+        "input_tokens": 400,
+        "output_tokens": 16,
+        "cache_read_input_tokens": 200,
+    }
+    assert events[2] == {"type": "message_stop"}
+
+
+@pytest.mark.parametrize(
+    ("usage", "fixed"),
+    [
+        ({"input_tokens": -5, "output_tokens": 3}, {"input_tokens": 77, "output_tokens": 3}),
+        ({"input_tokens": 10**9, "output_tokens": 3}, {"input_tokens": 77, "output_tokens": 3}),
+        ({"input_tokens": 5000, "output_tokens": 3}, {"input_tokens": 5000, "output_tokens": 3}),
+    ],
+)
+def test_absurd_usage_is_replaced_by_the_estimate(usage: dict, fixed: dict) -> None:
+    assert sanitize_usage(usage, estimate=77, window=200000) == fixed  # type: ignore[arg-type]

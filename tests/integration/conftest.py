@@ -1,0 +1,41 @@
+"""Integration fixtures: the strict fake z.ai in-process, the app under real gunicorn (gthread)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fake_upstream import FakeUpstream
+from tests.integration.servers import Gunicorn
+
+# A short read timeout so the upstream-timeout test answers 504 in seconds, not minutes.
+READ_TIMEOUT = "2"
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake(fake: FakeUpstream) -> None:
+    fake.reset()
+
+
+def proxy_env(fake: FakeUpstream, **extra: str) -> dict[str, str]:
+    """Environment pointing a gunicorn-served proxy at the fake upstream."""
+    return {
+        "UPSTREAM_BASE": fake.anthropic_base,
+        "OPENAI_UPSTREAM_BASE": fake.openai_base,
+        "REQUEST_TIMEOUT": READ_TIMEOUT,
+        "CONNECT_TIMEOUT": "2",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def server(fake: FakeUpstream) -> Iterator[Gunicorn]:
+    with Gunicorn(proxy_env(fake)) as running:
+        yield running

@@ -1,0 +1,161 @@
+"""Real processes for integration tests: gunicorn (gthread) serving the app, nginx in front."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 20.0
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not become healthy at {url}:\n{log.read_text()[-3000:]}")
+
+
+class Gunicorn:
+    """gunicorn with the project's gunicorn.conf.py, on a free loopback port, with extra env."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 8) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._dir = Path(tempfile.mkdtemp(prefix="gunicorn-"))
+        self.log = self._dir / "server.log"
+        # Run from an empty directory so a developer's .env never leaks into the tests.
+        self._env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "GUNICORN_THREADS": str(threads),
+            "GUNICORN_ACCESS_LOG": "",
+            "PYTHONPATH": str(REPO_ROOT),
+            **env,
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Gunicorn:
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(REPO_ROOT / "gunicorn.conf.py"),
+            "wsgi:app",
+        ]
+        with self.log.open("wb") as log:
+            self._process = subprocess.Popen(
+                command, cwd=self._dir, env=self._env, stdout=log, stderr=log
+            )
+        wait_until_healthy(self.url + "/health", self._process, self.log)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def find_nginx() -> str | None:
+    """The nginx binary, if installed (Debian puts it in /usr/sbin)."""
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None
+    )
+
+
+class Nginx:
+    """nginx in front of a backend, with the project's deploy/nginx.conf proxy settings."""
+
+    def __init__(self, backend: str, binary: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._binary = binary
+        self._backend = backend
+        self._dir = Path(tempfile.mkdtemp(prefix="nginx-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Nginx:
+        site = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
+        site = site.replace("server anthropic-proxy:5000;", f"server {self._backend};")
+        (self._dir / "site.conf").write_text(site)
+        (self._dir / "nginx.conf").write_text(_nginx_main(self._dir))
+        command = [
+            self._binary,
+            "-p",
+            str(self._dir),
+            "-c",
+            str(self._dir / "nginx.conf"),
+            "-g",
+            "daemon off;",
+        ]
+        log = self._dir / "error.log"
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+        wait_until_healthy(self.url + "/health", self._process, log)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _nginx_main(prefix: Path) -> str:
+    temp = prefix / "tmp"
+    temp.mkdir(exist_ok=True)
+    return f"""
+worker_processes 1;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    include {prefix}/site.conf;
+}}
+"""

@@ -1,0 +1,55 @@
+"""Small pure helpers over canonical content blocks, shared by both wire formats."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from upstream import canonical as c
+
+logger = logging.getLogger(__name__)
+
+
+def merge_roles(messages: list[c.Message]) -> list[c.Message]:
+    """Drop empty turns and merge consecutive turns of one role (tool results stay first)."""
+    merged: list[c.Message] = []
+    for message in messages:
+        if not message["content"]:
+            continue
+        if merged and merged[-1]["role"] == message["role"]:
+            combined = merged[-1]["content"] + message["content"]
+            merged[-1] = {"role": message["role"], "content": _results_first(combined)}
+        else:
+            merged.append({"role": message["role"], "content": list(message["content"])})
+    return merged
+
+
+def _results_first(blocks: list[c.ContentBlock]) -> list[c.ContentBlock]:
+    # Both the Anthropic API and z.ai require tool_result blocks before any other user content.
+    results = [b for b in blocks if b["type"] == "tool_result"]
+    return results + [b for b in blocks if b["type"] != "tool_result"]
+
+
+def parse_tool_arguments(arguments: str) -> dict[str, Any]:
+    """Tool-call arguments (a JSON string) as a dict; unparsable text is kept, not lost."""
+    if not arguments.strip():
+        return {}
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError:
+        logger.debug("tool-call arguments are not JSON; keeping them as raw text")
+        return {"raw_arguments": arguments}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def tool_result_text(block: c.ToolResultBlock) -> str:
+    """The text of a tool result (string content, or its text blocks joined)."""
+    content = block.get("content", "")
+    if isinstance(content, str):
+        text = content
+    else:
+        text = "\n".join(b["text"] for b in content if b["type"] == "text")
+    if block.get("is_error"):
+        return f"Error: {text}" if text else "Error"
+    return text

@@ -1,0 +1,207 @@
+"""The HTTP client for z.ai: one pooled session, wire-format selection, failures translated.
+
+Transport failures become ProxyErrors here, at the boundary: timeouts → 504, unreachable → 502,
+error statuses → UpstreamError with the upstream's own status and message (429 keeps Retry-After).
+Once a stream has begun, failures become a canonical error event instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from errors import (
+    ErrorKind,
+    ProxyError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    kind_for_status,
+)
+from upstream import anthropic_format, openai_format
+from upstream import canonical as c
+from upstream.routing import Endpoint, Route
+from upstream.sse import SSEEvent, iter_sse
+
+logger = logging.getLogger(__name__)
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_RETRY_AFTER = "5"
+# Headers a client may send that z.ai's Anthropic endpoint understands.
+FORWARDED_ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+@dataclass(frozen=True)
+class WireFormat:
+    """How to speak one upstream endpoint."""
+
+    path: str
+    render_request: Callable[[c.Request, str], dict[str, Any]]
+    parse_response: Callable[[dict[str, Any]], c.Response]
+    parse_stream: Callable[[Iterable[SSEEvent], int], Iterator[c.StreamEvent]]
+
+
+WIRE_FORMATS = {
+    Endpoint.ANTHROPIC: WireFormat(
+        "/v1/messages",
+        anthropic_format.render_request,
+        anthropic_format.parse_response,
+        anthropic_format.parse_stream,
+    ),
+    Endpoint.OPENAI: WireFormat(
+        "/chat/completions",
+        openai_format.render_request,
+        openai_format.parse_response,
+        openai_format.parse_stream,
+    ),
+}
+
+
+class UpstreamClient:
+    """Sends canonical requests to z.ai and returns canonical responses or stream events."""
+
+    def __init__(
+        self,
+        anthropic_base: str,
+        openai_base: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int,
+    ) -> None:
+        self._bases = {Endpoint.ANTHROPIC: anthropic_base, Endpoint.OPENAI: openai_base}
+        self._timeout = (connect_timeout, read_timeout)
+        self._session = requests.Session()
+        # Pool as large as the worker's thread count: above it requests drops and reopens sockets.
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.trust_env = False
+
+    def complete(
+        self, route: Route, request: c.Request, api_key: str, headers: dict[str, str] | None = None
+    ) -> c.Response:
+        """Send a non-stream request; the canonical response, or a ProxyError."""
+        wire = WIRE_FORMATS[route.endpoint]
+        body = wire.render_request(request | {"stream": False}, route.model)  # type: ignore[arg-type]
+        response = self._post(route, body, api_key, headers or {}, stream=False)
+        try:
+            payload = response.json()
+        except ValueError:
+            raise UpstreamUnavailable("upstream returned a body that is not JSON") from None
+        if not isinstance(payload, dict):
+            raise UpstreamUnavailable("upstream returned an unexpected JSON body")
+        return wire.parse_response(payload)
+
+    def open_stream(
+        self,
+        route: Route,
+        request: c.Request,
+        api_key: str,
+        input_estimate: int,
+        headers: dict[str, str] | None = None,
+    ) -> Iterator[c.StreamEvent]:
+        """Start a stream; errors before the first byte raise, later ones become error events."""
+        wire = WIRE_FORMATS[route.endpoint]
+        body = wire.render_request(request | {"stream": True}, route.model)  # type: ignore[arg-type]
+        response = self._post(route, body, api_key, headers or {}, stream=True)
+        return self._events(response, wire, input_estimate)
+
+    def close(self) -> None:
+        self._session.close()
+
+    # ------------------------------------------------------------------------ internals
+
+    def _post(
+        self, route: Route, body: dict[str, Any], api_key: str, extra: dict[str, str], stream: bool
+    ) -> requests.Response:
+        url = self._bases[route.endpoint] + WIRE_FORMATS[route.endpoint].path
+        headers = _auth_headers(route.endpoint, api_key, extra)
+        if stream:
+            # Compression makes proxies and servers buffer SSE; ask for it plain.
+            headers["Accept-Encoding"] = "identity"
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            response = self._session.post(
+                url, data=data, headers=headers, timeout=self._timeout, stream=stream
+            )
+        except requests.Timeout:
+            raise UpstreamTimeout(f"upstream did not answer within {self._timeout[1]:g}s") from None
+        except requests.RequestException as exc:
+            logger.warning("upstream unreachable: %s", type(exc).__name__)
+            raise UpstreamUnavailable("upstream is unreachable") from None
+        if response.status_code >= 400:
+            try:
+                raise status_error(response)
+            finally:
+                response.close()
+        return response
+
+    def _events(
+        self, response: requests.Response, wire: WireFormat, input_estimate: int
+    ) -> Iterator[c.StreamEvent]:
+        try:
+            yield from wire.parse_stream(
+                iter_sse(response.iter_content(chunk_size=None)), input_estimate
+            )
+        except requests.RequestException as exc:
+            logger.warning("upstream stream failed: %s", type(exc).__name__)
+            yield error_event(UpstreamUnavailable("upstream stream was interrupted"))
+        except ValueError:
+            logger.warning("upstream stream carried invalid JSON")
+            yield error_event(UpstreamUnavailable("upstream stream carried invalid data"))
+        finally:
+            response.close()
+
+
+def _auth_headers(endpoint: Endpoint, api_key: str, extra: dict[str, str]) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if endpoint is Endpoint.ANTHROPIC:
+        headers["x-api-key"] = api_key
+        headers["anthropic-version"] = ANTHROPIC_VERSION
+        headers.update({k: v for k, v in extra.items() if k.lower() in FORWARDED_ANTHROPIC_HEADERS})
+    else:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def status_error(response: requests.Response) -> ProxyError:
+    """An upstream error status as a ProxyError: 4xx kept, 5xx → 502, 429 keeps Retry-After."""
+    message, code = _error_message(response)
+    status = response.status_code
+    if status >= 500:
+        return UpstreamError(
+            f"upstream error {status}: {message}", status=502, kind=ErrorKind.API, code=code
+        )
+    retry_after = (
+        (response.headers.get("Retry-After") or DEFAULT_RETRY_AFTER) if status == 429 else None
+    )
+    return UpstreamError(
+        message, status=status, kind=kind_for_status(status), code=code, retry_after=retry_after
+    )
+
+
+def _error_message(response: requests.Response) -> tuple[str, str | None]:
+    """The message and z.ai code from either upstream error shape, or the raw text."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return (response.text[:500] or response.reason or "upstream error"), None
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    if isinstance(error, dict):
+        code = error.get("code")
+        return str(error.get("message") or json.dumps(error)[:500]), str(
+            code
+        ) if code is not None else None
+    return str(error)[:500], None
+
+
+def error_event(error: ProxyError) -> c.ErrorEvent:
+    """A ProxyError as a canonical stream error event."""
+    return {"type": "error", "error": {"type": error.kind.value, "message": error.message}}

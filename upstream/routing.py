@@ -1,0 +1,84 @@
+"""Which z.ai upstream and model serve a request (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+from dataclasses import dataclass
+
+from config import EndpointPreference, Settings
+from errors import BadRequest
+from upstream import canonical as c
+
+OPENAI_SUFFIX = "-openai"
+ANTHROPIC_SUFFIX = "-anthropic"
+
+
+class Endpoint(enum.Enum):
+    """The two z.ai wire formats."""
+
+    ANTHROPIC = "anthropic"
+    OPENAI = "openai"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one request goes: endpoint, upstream model, and that model's real window."""
+
+    endpoint: Endpoint
+    model: str
+    requested_model: str
+    window: int
+    vision: bool
+
+
+def list_models(settings: Settings) -> list[str]:
+    """Model ids the proxy offers, in /v1/models order."""
+    text = settings.autotext_model
+    return [text, settings.autovision_model, text + OPENAI_SUFFIX, text + ANTHROPIC_SUFFIX]
+
+
+def choose_route(request: c.Request, settings: Settings) -> Route:
+    """Route a canonical request; 400 (naming `model`) for a model the proxy does not serve."""
+    requested = request["model"]
+    model, forced = _resolve_model(requested, settings)
+    if _latest_user_has_image(request) or model == settings.autovision_model:
+        # z.ai's Anthropic endpoint degrades images, so vision always takes the OpenAI format.
+        return Route(
+            Endpoint.OPENAI,
+            settings.autovision_model,
+            requested,
+            settings.real_vision_model_tokens,
+            True,
+        )
+    endpoint = forced or _preferred_endpoint(settings.text_endpoint_preference)
+    return Route(endpoint, model, requested, settings.real_text_model_tokens, False)
+
+
+def _resolve_model(requested: str, settings: Settings) -> tuple[str, Endpoint | None]:
+    """The upstream model for a requested name, and the endpoint a suffix forces (if any)."""
+    name, forced = requested, None
+    if name.endswith(OPENAI_SUFFIX):
+        name, forced = name.removesuffix(OPENAI_SUFFIX), Endpoint.OPENAI
+    elif name.endswith(ANTHROPIC_SUFFIX):
+        name, forced = name.removesuffix(ANTHROPIC_SUFFIX), Endpoint.ANTHROPIC
+    for pattern, target in settings.model_map:
+        if fnmatch.fnmatchcase(name, pattern):
+            return target, forced
+    if name in (settings.autotext_model, settings.autovision_model):
+        return name, forced
+    if name.startswith("claude-"):
+        return settings.autotext_model, forced
+    known = ", ".join(list_models(settings))
+    raise BadRequest(f"model {requested!r} is not available; use one of: {known}", param="model")
+
+
+def _preferred_endpoint(preference: EndpointPreference) -> Endpoint:
+    return Endpoint.OPENAI if preference is EndpointPreference.OPENAI else Endpoint.ANTHROPIC
+
+
+def _latest_user_has_image(request: c.Request) -> bool:
+    for message in reversed(request["messages"]):
+        if message["role"] == "user":
+            return c.has_image(message)
+    return False

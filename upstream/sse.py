@@ -1,0 +1,104 @@
+"""Server-sent events: decode a byte stream into events, and encode events into frames.
+
+Decoding follows the WHATWG event-stream rules
+(https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+lines end in CRLF, LF or CR; `:` starts a comment; `data` lines of one event join with "\\n";
+a blank line dispatches the event. Lines are split on bytes before UTF-8 decoding so a multi-byte
+character split across network chunks is never broken.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+KEEPALIVE = b": keepalive\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One dispatched event: its `event` name (empty if none) and its joined `data`."""
+
+    event: str
+    data: str
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Regroup arbitrary byte chunks into lines (without terminators)."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        lines = pending.splitlines(keepends=True)
+        pending = b""
+        # The last piece is incomplete without a terminator, or when it ends in a CR that may be
+        # the first half of a CRLF split across chunks.
+        if lines and (lines[-1].endswith(b"\r") or not lines[-1].endswith(b"\n")):
+            pending = lines.pop()
+        for line in lines:
+            yield line.rstrip(b"\r\n")
+    if pending:
+        yield pending.rstrip(b"\r\n")
+
+
+class _Decoder:
+    """The per-event state machine: feed lines, get events at blank lines."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, raw: bytes) -> SSEEvent | None:
+        if not raw:
+            return self._dispatch()
+        line = raw.decode("utf-8")
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        # `id` and `retry` fields carry nothing the proxy needs.
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        if not self._data:
+            self._event = ""
+            return None
+        event = SSEEvent(self._event, "\n".join(self._data))
+        self._event, self._data = "", []
+        return event
+
+    def flush(self) -> SSEEvent | None:
+        return self._dispatch()
+
+
+def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
+    """Decode SSE events from byte chunks as they arrive."""
+    decoder = _Decoder()
+    for line in iter_lines(chunks):
+        event = decoder.feed(line)
+        if event is not None:
+            yield event
+    # A stream cut without the final blank line still delivers what it completed.
+    event = decoder.flush()
+    if event is not None:
+        yield event
+
+
+def encode_sse(data: Any, event: str | None = None) -> bytes:
+    """One SSE frame: optional `event:` line and a compact JSON (or literal string) `data:` line."""
+    payload = (
+        data
+        if isinstance(data, str)
+        else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    )
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
