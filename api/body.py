@@ -26,6 +26,8 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadRequest("request body is not UTF-8 encoded JSON") from None
+    except RecursionError:
+        raise BadRequest("request body nests JSON too deeply") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

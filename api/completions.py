@@ -56,7 +56,7 @@ def complete(services: Services, canonical: c.Request, client: ClientFormat, key
     factor = scale_factor(client.expected_window, route.window)
     estimate = services.counter.count_request(canonical)
     forwarded = {k: v for k, v in request.headers.items() if k.lower().startswith("anthropic-")}
-    logger.info(
+    logger.debug(
         "route endpoint=%s model=%s stream=%s estimate=%d",
         route.endpoint.value,
         route.model,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from upstream import canonical as c
-from upstream.blocks import merge_roles
+from upstream.blocks import merge_roles, sampling_for_zai
 from upstream.sse import SSEEvent, encode_sse
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def render_request(request: c.Request, model: str) -> dict[str, Any]:
     for key in UPSTREAM_FIELDS:
         if key in request:
             body[key] = request[key]  # type: ignore[literal-required]
+    body.update(sampling_for_zai(request))
     if request.get("stream"):
         body["stream"] = True
     return body

@@ -53,3 +53,16 @@ def tool_result_text(block: c.ToolResultBlock) -> str:
     if block.get("is_error"):
         return f"Error: {text}" if text else "Error"
     return text
+
+
+# z.ai takes temperature and top_p in [0, 1]; OpenAI clients may send temperature up to 2.
+ZAI_SAMPLING_MAX = 1.0
+
+
+def sampling_for_zai(request: c.Request) -> dict[str, float]:
+    """temperature/top_p of a request, clamped to the range z.ai accepts."""
+    return {
+        key: min(float(request[key]), ZAI_SAMPLING_MAX)  # type: ignore[literal-required]
+        for key in ("temperature", "top_p")
+        if key in request
+    }

@@ -16,7 +16,7 @@ from typing import Any
 
 from errors import BadRequest
 from upstream import canonical as c
-from upstream.blocks import merge_roles, parse_tool_arguments, tool_result_text
+from upstream.blocks import merge_roles, parse_tool_arguments, sampling_for_zai, tool_result_text
 from upstream.fields import (
     get_bool,
     get_int,
@@ -63,6 +63,10 @@ def parse_request(body: Any, default_max_tokens: int) -> c.Request:
     system, messages = _parse_messages(
         require_list(body.get("messages"), "messages", non_empty=True)
     )
+    if not messages:
+        raise BadRequest(
+            "messages must hold a user or assistant message with content", param="messages"
+        )
     max_tokens = get_int(body, "max_completion_tokens", minimum=1) or get_int(
         body, "max_tokens", minimum=1
     )
@@ -323,9 +327,7 @@ def render_request(request: c.Request, model: str) -> dict[str, Any]:
         "messages": messages,
         "max_tokens": request["max_tokens"],
     }
-    for key in ("temperature", "top_p"):
-        if key in request:
-            body[key] = request[key]  # type: ignore[literal-required]
+    body.update(sampling_for_zai(request))
     if "stop_sequences" in request:
         body["stop"] = request["stop_sequences"]
     if "tools" in request:

@@ -591,3 +591,14 @@ def test_render_stream_error_becomes_error_chunk_then_done() -> None:
     out = rendered_chunks(canonical, include_usage=True)
     assert out[-2]["error"]["message"] == "upstream stream ended early"
     assert out[-1] == "[DONE]"
+
+
+@pytest.mark.parametrize(
+    ("temperature", "sent"), [(0.0, 0.0), (0.7, 0.7), (1.0, 1.0), (1.6, 1.0), (2.0, 1.0)]
+)
+def test_temperature_clamped_to_the_range_zai_accepts(temperature: float, sent: float) -> None:
+    from upstream import anthropic_format
+
+    request = parse([{"role": "user", "content": "hi"}], temperature=temperature, top_p=1)
+    for body in (fmt.render_request(request, "m"), anthropic_format.render_request(request, "m")):  # type: ignore[arg-type]
+        assert (body["temperature"], body["top_p"]) == (sent, 1.0)
