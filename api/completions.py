@@ -1,4 +1,8 @@
-"""POST /v1/chat/completions (and later /v1/messages): parse → route → upstream → render."""
+"""The completion routes: chat completions, messages and count_tokens.
+
+Each view parses its wire format into the canonical request and hands it to `complete`, which
+routes it, calls the upstream and renders the answer back in the client's own format.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,11 @@ from flask import Blueprint, Response, request
 from api.auth import upstream_key
 from api.body import read_json_body
 from api.services import Services, get_services
-from context.scaling import sanitize_usage, scale_events, scale_factor, scale_response
+from context.scaling import sanitize_usage, scale_count, scale_events, scale_factor, scale_response
+from context.validation import validate_conversation
+from errors import BadRequest
+from upstream import anthropic_format, openai_format
 from upstream import canonical as c
-from upstream import openai_format
 from upstream.routing import choose_route
 
 logger = logging.getLogger(__name__)
@@ -50,8 +56,40 @@ def chat_completions() -> Response:
     return complete(services, canonical, client, key)
 
 
+@bp.post("/v1/messages")
+def messages() -> Response:
+    services = get_services()
+    settings = services.settings
+    key = upstream_key(request.headers, settings)
+    canonical = anthropic_format.parse_request(read_json_body(settings.max_request_bytes))
+    client = ClientFormat(
+        anthropic_format.render_response,
+        anthropic_format.render_stream,
+        settings.anthropic_expected_tokens,
+    )
+    return complete(services, canonical, client, key)
+
+
+@bp.post("/v1/messages/count_tokens")
+def count_tokens() -> dict[str, int]:
+    services = get_services()
+    settings = services.settings
+    upstream_key(request.headers, settings)
+    body = read_json_body(settings.max_request_bytes)
+    canonical = anthropic_format.parse_request(body, require_max_tokens=False)
+    route = choose_route(canonical, settings)
+    tokens = services.counter.count_request(canonical)
+    return {
+        "input_tokens": scale_count(
+            tokens, scale_factor(settings.anthropic_expected_tokens, route.window)
+        )
+    }
+
+
 def complete(services: Services, canonical: c.Request, client: ClientFormat, key: str) -> Response:
     """Route a canonical request upstream and answer in the client's format, streaming or not."""
+    if problems := validate_conversation(canonical["messages"], canonical.get("system")):  # type: ignore[arg-type]
+        raise BadRequest("conversation is not valid: " + "; ".join(problems[:5]), param="messages")
     route = choose_route(canonical, services.settings)
     factor = scale_factor(client.expected_window, route.window)
     estimate = services.counter.count_request(canonical)

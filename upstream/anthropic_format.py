@@ -12,8 +12,18 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from errors import BadRequest
 from upstream import canonical as c
-from upstream.blocks import merge_roles, sampling_for_zai
+from upstream.blocks import merge_roles, sampling_for_zai, system_note
+from upstream.fields import (
+    get_bool,
+    get_int,
+    get_number,
+    get_stop_list,
+    get_str,
+    require_list,
+    require_object,
+)
 from upstream.sse import SSEEvent, encode_sse
 
 logger = logging.getLogger(__name__)
@@ -44,12 +54,218 @@ STREAM_EVENT_TYPES = frozenset(
 )
 
 
+# Fields a Messages client may send that we read; others (context_management, output_config,
+# service_tier, container, mcp_servers, …) mean nothing to z.ai and are left out.
+CLIENT_FIELDS = frozenset(
+    {
+        "model", "messages", "max_tokens", "system", "stream", "temperature", "top_p", "top_k",
+        "stop_sequences", "tools", "tool_choice", "thinking", "metadata",
+    }
+)  # fmt: skip
+PASSTHROUGH_BLOCKS = frozenset(
+    {"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"}
+)
+# Thinking budget for `thinking: {"type": "adaptive"}`, which z.ai does not know.
+ADAPTIVE_THINKING_BUDGET = 16000
+MIN_THINKING_BUDGET = 1024
+UNSIGNED_REASONING_PREFIX = "[earlier reasoning]\n"
+
+
+# ============================================================================ client → canonical
+
+
+def parse_request(body: Any, *, require_max_tokens: bool = True) -> c.Request:
+    """Read a Messages body into a canonical request, normalising what z.ai does not take."""
+    body = require_object(body, "body")
+    model = get_str(body, "model", "", required=True) or ""
+    max_tokens = get_int(body, "max_tokens", minimum=1)
+    if max_tokens is None:
+        if require_max_tokens:
+            raise BadRequest("max_tokens is required", param="max_tokens")
+        max_tokens = 1
+    system = _parse_system(body.get("system"))
+    raw = require_list(body.get("messages"), "messages", non_empty=True)
+    messages = merge_roles(_parse_messages(raw, system))
+    if not messages:
+        raise BadRequest(
+            "messages must hold a user or assistant message with content", param="messages"
+        )
+    request: c.Request = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    if system:
+        request["system"] = system
+    _copy_options(body, request)
+    if ignored := sorted(set(body) - CLIENT_FIELDS):
+        logger.debug("normalised: left out fields z.ai does not take: %s", ", ".join(ignored))
+    return request
+
+
+def _copy_options(body: dict[str, Any], request: c.Request) -> None:
+    if get_bool(body, "stream"):
+        request["stream"] = True
+    if (temperature := get_number(body, "temperature", low=0, high=1)) is not None:
+        request["temperature"] = temperature
+    if (top_p := get_number(body, "top_p", low=0, high=1)) is not None:
+        request["top_p"] = top_p
+    if (top_k := get_int(body, "top_k", minimum=0)) is not None:
+        request["top_k"] = top_k
+    if stop := get_stop_list(body.get("stop_sequences"), "stop_sequences"):
+        request["stop_sequences"] = stop
+    if body.get("tools") is not None:
+        tools = [
+            _parse_tool(t, f"tools[{i}]")
+            for i, t in enumerate(require_list(body["tools"], "tools"))
+        ]
+        if tools := [t for t in tools if t is not None]:
+            request["tools"] = tools
+    if body.get("tool_choice") is not None:
+        request["tool_choice"] = _parse_tool_choice(body["tool_choice"])
+    if body.get("thinking") is not None:
+        request["thinking"] = _parse_thinking(body["thinking"], request["max_tokens"])
+    if body.get("metadata") is not None:
+        request["metadata"] = require_object(body["metadata"], "metadata")
+
+
+def _parse_system(system: Any) -> list[c.TextBlock]:
+    if system is None:
+        return []
+    if isinstance(system, str):
+        return [{"type": "text", "text": system}] if system.strip() else []
+    blocks = _parse_blocks(system, "system")
+    if any(b["type"] != "text" for b in blocks):
+        raise BadRequest("system may only hold text blocks", param="system")
+    return blocks  # type: ignore[return-value]
+
+
+def _parse_messages(raw: list[Any], system: list[c.TextBlock]) -> list[c.Message]:
+    messages: list[c.Message] = []
+    for i, message in enumerate(raw):
+        path = f"messages[{i}]"
+        message = require_object(message, path)
+        role = message.get("role")
+        content = _parse_content(message.get("content"), f"{path}.content")
+        if role == "system":
+            # Claude Code sends reminders as mid-conversation system messages; z.ai refuses them.
+            text = c.text_of(content)
+            if not messages:
+                system.extend([{"type": "text", "text": text}] if text.strip() else [])
+            elif text.strip():
+                messages.append({"role": "user", "content": [system_note(text)]})
+            logger.debug("normalised: folded the system message at %s", path)
+        elif role in ("user", "assistant"):
+            messages.append({"role": role, "content": content})
+        else:
+            raise BadRequest(f"{path}.role must be 'user' or 'assistant'", param=f"{path}.role")
+    return messages
+
+
+def _parse_content(content: Any, path: str) -> list[c.ContentBlock]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return _parse_blocks(content, path)
+
+
+def _parse_blocks(blocks: Any, path: str) -> list[c.ContentBlock]:
+    parsed: list[c.ContentBlock] = []
+    for j, block in enumerate(require_list(blocks, path)):
+        where = f"{path}[{j}]"
+        block = require_object(block, where)
+        kind = get_str(block, "type", where, required=True)
+        if kind in PASSTHROUGH_BLOCKS:
+            _check_block(block, kind or "", where)
+            parsed.append(block)  # type: ignore[arg-type]
+        elif (
+            kind == "document"
+            and isinstance(block.get("source"), dict)
+            and block["source"].get("type") == "text"
+        ):
+            parsed.append({"type": "text", "text": str(block["source"].get("data", ""))})
+        else:
+            raise BadRequest(
+                f"{where}.type {kind!r} is not supported by GLM upstreams", param=f"{where}.type"
+            )
+    return parsed
+
+
+def _check_block(block: dict[str, Any], kind: str, where: str) -> None:
+    """The fields each block type needs, typed; deeper rules are context.validation's."""
+    required = {
+        "text": ("text",),
+        "tool_use": ("id", "name"),
+        "tool_result": ("tool_use_id",),
+        "thinking": ("thinking",),
+        "redacted_thinking": ("data",),
+        "image": (),
+    }[kind]
+    for key in required:
+        get_str(block, key, where, required=True)
+    if kind == "image":
+        require_object(block.get("source"), f"{where}.source")
+    if kind == "tool_use":
+        require_object(block.get("input"), f"{where}.input")
+    if kind == "tool_result" and not isinstance(block.get("content", ""), str):
+        block["content"] = _parse_blocks(block["content"], f"{where}.content")
+
+
+def _parse_tool(tool: Any, path: str) -> c.Tool | None:
+    tool = require_object(tool, path)
+    name = get_str(tool, "name", path, required=True)
+    if "input_schema" not in tool:
+        # Server tools (web_search_…, bash_…) run on Anthropic's side; z.ai has none of them.
+        logger.debug("normalised: left out server tool %r", name)
+        return None
+    parsed: c.Tool = {
+        "name": name or "",
+        "input_schema": require_object(tool["input_schema"], f"{path}.input_schema"),
+    }
+    if description := get_str(tool, "description", path):
+        parsed["description"] = description
+    return parsed
+
+
+def _parse_tool_choice(choice: Any) -> c.ToolChoice:
+    choice = require_object(choice, "tool_choice")
+    kind = get_str(choice, "type", "tool_choice", required=True)
+    if kind not in ("auto", "any", "tool", "none"):
+        raise BadRequest(
+            "tool_choice.type must be auto, any, tool or none", param="tool_choice.type"
+        )
+    parsed: c.ToolChoice = {"type": kind}  # type: ignore[typeddict-item]
+    if kind == "tool":
+        parsed["name"] = get_str(choice, "name", "tool_choice", required=True) or ""
+    if get_bool(choice, "disable_parallel_tool_use", "tool_choice"):
+        parsed["disable_parallel_tool_use"] = True
+    return parsed
+
+
+def _parse_thinking(thinking: Any, max_tokens: int) -> dict[str, Any]:
+    thinking = require_object(thinking, "thinking")
+    kind = get_str(thinking, "type", "thinking", required=True)
+    if kind == "disabled":
+        return {"type": "disabled"}
+    if kind == "adaptive":
+        logger.debug("normalised: adaptive thinking became an explicit budget")
+        budget = ADAPTIVE_THINKING_BUDGET
+    elif kind == "enabled":
+        budget = (
+            get_int(thinking, "budget_tokens", "thinking", minimum=1) or ADAPTIVE_THINKING_BUDGET
+        )
+    else:
+        raise BadRequest(
+            "thinking.type must be enabled, adaptive or disabled", param="thinking.type"
+        )
+    # The budget must stay below max_tokens; with no room left, thinking is off.
+    budget = min(budget, max_tokens - 1)
+    if budget < MIN_THINKING_BUDGET:
+        return {"type": "disabled"}
+    return {"type": "enabled", "budget_tokens": budget}
+
+
 # ============================================================================ canonical → upstream
 
 
 def render_request(request: c.Request, model: str) -> dict[str, Any]:
     """Write a canonical request as a z.ai Anthropic-format body for `model`."""
-    messages = merge_roles([_without_unsigned_thinking(m) for m in request["messages"]])
+    messages = merge_roles([_unsigned_thinking_as_text(m) for m in request["messages"]])
     body: dict[str, Any] = {"model": model, "messages": messages}
     for key in UPSTREAM_FIELDS:
         if key in request:
@@ -60,12 +276,20 @@ def render_request(request: c.Request, model: str) -> dict[str, Any]:
     return body
 
 
-def _without_unsigned_thinking(message: c.Message) -> c.Message:
-    # Thinking without a signature came from a model that does not sign; z.ai would reject it as a
-    # forged block, so it is left out rather than re-signed.
+def _unsigned_thinking_as_text(message: c.Message) -> c.Message:
+    # Thinking without a signature came from a model that does not sign (the vision model on the
+    # OpenAI-format upstream). It is carried as plain text, never passed off as a signed block.
     if message["role"] != "assistant":
         return message
-    content = [b for b in message["content"] if b["type"] != "thinking" or b.get("signature")]
+    content: list[c.ContentBlock] = []
+    for block in message["content"]:
+        if block["type"] == "thinking" and not block.get("signature"):
+            if block["thinking"].strip():
+                content.append(
+                    {"type": "text", "text": UNSIGNED_REASONING_PREFIX + block["thinking"]}
+                )
+        else:
+            content.append(block)
     return {"role": "assistant", "content": content}
 
 
@@ -148,8 +372,17 @@ def render_response(
     response: c.Response, model: str, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Write a canonical response as a Messages body, under the model name the client asked for."""
-    body = dict(response) | {"model": model, "id": _message_id(response["id"])}
+    content = [_client_block(b) for b in response["content"]]
+    body = dict(response) | {"model": model, "id": _message_id(response["id"]), "content": content}
     return body | (extra or {})
+
+
+def _client_block(block: c.ContentBlock) -> c.ContentBlock:
+    # Messages clients (and the SDK's types) expect every thinking block to carry a signature;
+    # an unsigned one gets an empty signature, which marks it as ours to carry as text later.
+    if block["type"] == "thinking" and "signature" not in block:
+        return block | {"signature": ""}  # type: ignore[return-value]
+    return block
 
 
 def _message_id(raw: str) -> str:
@@ -165,6 +398,9 @@ def render_stream(events: Iterable[c.StreamEvent], model: str) -> Iterator[bytes
                 "id": _message_id(event["message"]["id"]),
             }
             event = {"type": "message_start", "message": message}  # type: ignore[typeddict-item]
+        elif event["type"] == "content_block_start":
+            block = _client_block(event["content_block"])
+            event = {"type": "content_block_start", "index": event["index"], "content_block": block}
         yield encode_sse(event, event=event["type"])
         if event["type"] in ("message_stop", "error"):
             return

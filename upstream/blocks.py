@@ -12,9 +12,10 @@ logger = logging.getLogger(__name__)
 
 
 def merge_roles(messages: list[c.Message]) -> list[c.Message]:
-    """Drop empty turns and merge consecutive turns of one role (tool results stay first)."""
+    """Drop empty text and empty turns; merge consecutive turns of one role (results first)."""
     merged: list[c.Message] = []
     for message in messages:
+        message = {"role": message["role"], "content": _without_empty_text(message["content"])}
         if not message["content"]:
             continue
         if merged and merged[-1]["role"] == message["role"]:
@@ -23,6 +24,24 @@ def merge_roles(messages: list[c.Message]) -> list[c.Message]:
         else:
             merged.append({"role": message["role"], "content": list(message["content"])})
     return merged
+
+
+def _without_empty_text(blocks: list[c.ContentBlock]) -> list[c.ContentBlock]:
+    # z.ai, like Anthropic, rejects empty or whitespace-only text blocks anywhere.
+    kept: list[c.ContentBlock] = []
+    for block in blocks:
+        if block["type"] == "text" and not block["text"].strip():
+            continue
+        if block["type"] == "tool_result" and isinstance(block.get("content"), list):
+            parts = [p for p in block["content"] if p["type"] != "text" or p["text"].strip()]  # type: ignore[union-attr]
+            block = block | {"content": parts}  # type: ignore[assignment]
+        kept.append(block)
+    return kept
+
+
+def system_note(text: str) -> c.TextBlock:
+    """A mid-conversation system instruction, kept in place as a marked user text block."""
+    return {"type": "text", "text": f"<system-reminder>\n{text}\n</system-reminder>"}
 
 
 def _results_first(blocks: list[c.ContentBlock]) -> list[c.ContentBlock]:

@@ -16,7 +16,13 @@ from typing import Any
 
 from errors import BadRequest
 from upstream import canonical as c
-from upstream.blocks import merge_roles, parse_tool_arguments, sampling_for_zai, tool_result_text
+from upstream.blocks import (
+    merge_roles,
+    parse_tool_arguments,
+    sampling_for_zai,
+    system_note,
+    tool_result_text,
+)
 from upstream.fields import (
     get_bool,
     get_int,
@@ -188,7 +194,7 @@ def _parse_messages(raw: list[Any]) -> tuple[list[c.TextBlock], list[c.Message]]
                 system.extend([{"type": "text", "text": text}] if text.strip() else [])
             elif text.strip():
                 # A system message mid-conversation keeps its place as a marked user note.
-                messages.append({"role": "user", "content": [_system_note(text)]})
+                messages.append({"role": "user", "content": [system_note(text)]})
         elif role == "user":
             messages.append({"role": "user", "content": _parse_user_content(message, path)})
         elif role == "assistant":
@@ -201,10 +207,6 @@ def _parse_messages(raw: list[Any]) -> tuple[list[c.TextBlock], list[c.Message]]
                 param=f"{path}.role",
             )
     return system, merge_roles(messages)
-
-
-def _system_note(text: str) -> c.TextBlock:
-    return {"type": "text", "text": f"<system-reminder>\n{text}\n</system-reminder>"}
 
 
 def _plain_text(content: Any, path: str) -> str:
