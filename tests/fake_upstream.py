@@ -13,12 +13,14 @@ As a process (integration tests, benchmarks)::
     python tests/fake_upstream.py --port 0      # prints its base URL as the first stdout line
 
 and then script it over HTTP: ``POST /_fake/script``, ``POST /_fake/fault``, ``POST /_fake/config``,
-``GET /_fake/requests``, ``POST /_fake/reset``.
+``GET /_fake/requests``, ``POST /_fake/release``, ``POST /_fake/reset``.
 
 It validates requests the way z.ai does (auth, known model, allowed fields, a valid conversation
 per `context.validation`, the context window) and answers with deterministic replies: the next
 scripted one, else ``"echo: <last user text>"``, rendered in the request's own format, streamed as
-real SSE with one write per event. Faults can be injected for the next N valid requests.
+real SSE with one write per event. Faults can be injected for the next N valid requests; a
+``hold`` fault parks a stream mid-way until ``release()``, and a stream whose writes fail because
+the client went away is recorded as ``aborted`` (``wait_aborted()`` waits for one).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,7 +95,7 @@ FINISH_REASONS = {
 }
 # Faults that replace the reply; the others delay or cut the transport of a normal reply.
 REPLACING_FAULTS = frozenset({"http_error", "rate_limit", "overflow", "disconnect"})
-FAULT_KINDS = REPLACING_FAULTS | {"timeout", "stream_drop", "slow_stream"}
+FAULT_KINDS = REPLACING_FAULTS | {"timeout", "stream_drop", "slow_stream", "hold"}
 # One encoder, built once: json.dumps(separators=...) builds a new one per call, which dominated
 # the cost of rendering a stream. Non-ASCII goes out as UTF-8, as the real APIs send it.
 _to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -191,7 +194,8 @@ class Fault:
     Kinds and their options: http_error (status, message), rate_limit (retry_after),
     overflow, disconnect (close before answering), timeout (seconds before the reply),
     stream_drop (after: events sent before the connection closes; non-stream: half the body),
-    slow_stream (delay between events).
+    slow_stream (delay between events), hold (after: events sent before the stream waits until
+    release() or `seconds` pass, always before the final event; non-stream: before the body).
     """
 
     kind: str
@@ -203,6 +207,9 @@ class Fault:
     seconds: float = 5.0
     after: int = 3
     delay: float = 0.05
+    gate: threading.Event = field(
+        default_factory=threading.Event, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -229,6 +236,7 @@ class RecordedRequest:
     fault: str | None = None
     estimated_tokens: int = 0
     notes: list[str] = field(default_factory=list)  # e.g. "image_on_anthropic_endpoint"
+    aborted: bool = False  # a stream write failed: the client closed the connection mid-stream
 
     def to_dict(self) -> Json:
         """The record as JSON-ready data (for GET /_fake/requests)."""
@@ -661,6 +669,7 @@ class Plan:
     frames: list[bytes] | None = None
     headers: tuple[tuple[str, str], ...] = ()
     fault: Fault | None = None
+    record: RecordedRequest | None = None
 
 
 def json_plan(status: int, payload: object, headers: tuple[tuple[str, str], ...] = ()) -> Plan:
@@ -716,9 +725,12 @@ class FakeUpstream:
         self.event_delay = event_delay
         self.check_signatures = check_signatures
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified when a stream is aborted
         self._records: list[RecordedRequest] = []
         self._script: list[Reply] = []
         self._faults: list[Fault] = []
+        self._gates: list[threading.Event] = []  # of hold faults not yet released
+        self._held = 0
         self._seq = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -762,6 +774,7 @@ class FakeUpstream:
         if server is None:
             return
         server.stopping.set()
+        self.release()  # wake held streams; they see `stopping` and drop their connection
         if self._thread is not None:  # shutdown() would wait forever for a loop never started
             server.shutdown()
             self._thread.join(timeout=5)
@@ -793,6 +806,35 @@ class FakeUpstream:
         fault = Fault(kind, count, **options)
         with self._lock:
             self._faults.append(fault)
+            if fault.kind == "hold":
+                self._gates.append(fault.gate)
+
+    def release(self) -> int:
+        """Let every stream held by a `hold` fault injected so far go on; the number of gates."""
+        with self._lock:
+            gates, self._gates = self._gates, []
+        for gate in gates:
+            gate.set()
+        return len(gates)
+
+    @property
+    def held(self) -> int:
+        """How many streams are held: started under a `hold` fault and not yet past its gate."""
+        with self._lock:
+            return self._held
+
+    @property
+    def aborted(self) -> list[RecordedRequest]:
+        """The recorded requests whose stream broke off because the client went away."""
+        with self._lock:
+            return [r for r in self._records if r.aborted]
+
+    def wait_aborted(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until `count` streams have been aborted by their client; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: sum(r.aborted for r in self._records) >= count, timeout
+            )
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -807,11 +849,29 @@ class FakeUpstream:
             return self._records[-1]
 
     def reset(self) -> None:
-        """Forget recorded requests, pending scripted replies and pending faults."""
+        """Forget recorded requests, pending scripted replies and pending faults; release holds."""
         with self._lock:
             self._records.clear()
             self._script.clear()
             self._faults.clear()
+        self.release()
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Count a stream as held for the duration of the block."""
+        with self._lock:
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+
+    def _note_aborted(self, record: RecordedRequest | None) -> None:
+        with self._changed:
+            if record is not None:
+                record.aborted = True
+            self._changed.notify_all()
 
     # ------------------------------------------------------------------------ serving
 
@@ -828,6 +888,7 @@ class FakeUpstream:
         record = RecordedRequest(endpoint, method, path, headers)
         plan = self._answer(record, raw)
         record.status = plan.status
+        plan.record = record
         with self._lock:
             self._records.append(record)
         return plan
@@ -951,7 +1012,7 @@ class FakeUpstream:
         action = route.removeprefix("/_fake/")
         if method == "GET" and action == "requests":
             return json_plan(200, {"requests": [r.to_dict() for r in self.requests]})
-        if method != "POST" or action not in ("script", "fault", "config", "reset"):
+        if method != "POST" or action not in ("script", "fault", "config", "reset", "release"):
             return json_plan(404, {"error": f"no control endpoint {method} {route}"})
         try:
             payload = json.loads(raw) if raw.strip() else {}
@@ -971,6 +1032,8 @@ class FakeUpstream:
             return {"faults": len(self._faults)}
         if action == "config":
             return self._configure(payload)
+        if action == "release":
+            return {"released": self.release()}
         self.reset()
         return {"reset": True}
 
@@ -1117,6 +1180,9 @@ class _Handler(BaseHTTPRequestHandler):
         head = self._head(plan, ("Content-Length", str(len(plan.body))))
         if fault is not None and fault.kind == "slow_stream":
             self._pause(fault.delay)
+        if fault is not None and fault.kind == "hold":
+            with self.server.fake._holding():
+                self._wait_for_release(fault)
         if fault is not None and fault.kind == "stream_drop":
             self.wfile.write(head + plan.body[: len(plan.body) // 2])
             self.close_connection = True
@@ -1124,20 +1190,45 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(head + plan.body)
 
     def _send_frames(self, plan: Plan, fault: Fault | None) -> None:
+        try:
+            self._write_stream(plan, fault)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client closed its end mid-stream (not us stopping: that is ConnectionAborted).
+            self.server.fake._note_aborted(plan.record)
+            self.close_connection = True
+
+    def _write_stream(self, plan: Plan, fault: Fault | None) -> None:
         frames = plan.frames or []
-        delay = fault.delay if fault is not None and fault.kind == "slow_stream" else None
+        kind = fault.kind if fault is not None else None
+        delay = fault.delay if fault is not None and kind == "slow_stream" else None
         delay = self.server.fake.event_delay if delay is None else delay
         # A drop always leaves out the final events (message_stop / finish chunk and [DONE]).
-        cut = min(fault.after, len(frames) - 2) if fault and fault.kind == "stream_drop" else None
+        end = min(fault.after, len(frames) - 2) if fault and kind == "stream_drop" else len(frames)
         self.wfile.write(self._head(plan, ("Transfer-Encoding", "chunked")))
-        for index, frame in enumerate(frames):
-            if index == cut:
-                self.close_connection = True
-                return
+        start = 0
+        if fault is not None and kind == "hold":
+            # Held before the final event at the latest, so a held stream is visibly unfinished.
+            start = max(0, min(fault.after, len(frames) - 1))
+            with self.server.fake._holding():
+                self._write_frames(frames[:start], 0, delay)
+                self._wait_for_release(fault)
+        self._write_frames(frames[start:end], start, delay)
+        if end < len(frames):
+            self.close_connection = True
+            return
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _write_frames(self, frames: list[bytes], first: int, delay: float) -> None:
+        """Write frames as chunks, `delay` apart (none before the stream's very first frame)."""
+        for index, frame in enumerate(frames, start=first):
             if delay and index:
                 self._pause(delay)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
-        self.wfile.write(b"0\r\n\r\n")
+
+    def _wait_for_release(self, fault: Fault) -> None:
+        fault.gate.wait(fault.seconds)
+        if self.server.stopping.is_set():
+            raise ConnectionAbortedError("fake upstream is stopping")
 
     def _pause(self, seconds: float) -> None:
         if self.server.stopping.wait(seconds):

@@ -763,6 +763,7 @@ def test_slow_stream_spaces_out_events(fake: FakeUpstream, how: str) -> None:
         ("explode", {}, ValueError),
         ("http_error", {"count": 0}, ValueError),
         ("timeout", {"secs": 1}, TypeError),
+        ("hold", {"gate": None}, TypeError),
     ],
 )
 def test_bad_faults_are_refused(
@@ -770,6 +771,93 @@ def test_bad_faults_are_refused(
 ) -> None:
     with pytest.raises(error):
         fake.fail_next(kind, **options)
+
+
+# ---------------------------------------------------------------------------- hold and abort
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> bool:
+    """Poll `condition` every 10 ms until it holds or `timeout` passes; whether it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_hold_fault_parks_a_stream_until_release(fake: FakeUpstream) -> None:
+    fake.fail_next("hold", after=4, seconds=10)
+    with post_anthropic(fake, anthropic_body(stream=True), stream=True) as response:
+        pieces = response.iter_content(chunk_size=None)
+        before = [next(pieces) for _ in range(4)]  # one chunk per event
+        assert fake.held == 1  # the fifth event is still behind the gate
+        assert fake.release() == 1
+        received = b"".join([*before, *pieces]).decode()
+    names = [name for name, _ in sse_events(received)]
+    assert names[3] == "content_block_delta" and names[-1] == "message_stop"
+    texts = [d["delta"]["text"] for n, d in sse_events(received) if n == "content_block_delta"]
+    assert "".join(texts) == ECHO
+    assert (fake.held, fake.last.fault, fake.last.aborted) == (0, "hold", False)
+    assert fake.release() == 0  # the gate was spent
+
+
+def test_hold_keeps_back_the_final_event_at_least(fake: FakeUpstream) -> None:
+    fake.fail_next("hold", after=100, seconds=10)
+    with post_openai(fake, openai_body(stream=True), stream=True) as response:
+        pieces = response.iter_content(chunk_size=None)
+        before = b""
+        while b'finish_reason":"stop' not in before:
+            before += next(pieces)
+        assert fake.held == 1 and b"[DONE]" not in before
+        fake.release()
+        assert b"".join(pieces) == b"data: [DONE]\n\n"
+
+
+def test_hold_gives_up_after_its_seconds(fake: FakeUpstream) -> None:
+    fake.fail_next("hold", after=1, seconds=0.1)
+    with post_openai(fake, openai_body(stream=True), stream=True) as response:
+        events = stream_events(response)
+    assert events[-1] == (None, "[DONE]") and fake.held == 0
+
+
+def test_hold_on_a_non_stream_request_holds_the_whole_reply(fake: FakeUpstream) -> None:
+    fake.fail_next("hold", seconds=10)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(post, fake, "openai")
+        assert wait_until(lambda: fake.held == 1)
+        assert not pending.done()
+        fake.release()
+        assert pending.result(timeout=5).json()["choices"][0]["message"]["content"] == ECHO
+
+
+def test_reset_releases_held_streams(fake: FakeUpstream) -> None:
+    fake.fail_next("hold", after=2, seconds=10)
+    with post_openai(fake, openai_body(stream=True), stream=True) as response:
+        pieces = response.iter_content(chunk_size=None)
+        next(pieces)
+        fake.reset()
+        assert b"".join(pieces).endswith(b"data: [DONE]\n\n")
+
+
+def test_a_client_leaving_mid_stream_is_recorded_as_aborted(fake: FakeUpstream) -> None:
+    fake.script({"text": "long enough to still be streaming after the client left " * 4})
+    fake.event_delay = 0.01  # keep writing after the close, so a write fails
+    fake.fail_next("hold", after=2, seconds=10)
+    with post_openai(fake, openai_body(stream=True), stream=True) as response:
+        next(response.iter_content(chunk_size=None))
+    # Closed by leaving the block, with the stream held: nothing more was read.
+    fake.release()
+    assert fake.wait_aborted(timeout=10)
+    assert fake.aborted == [fake.last] and fake.last.aborted
+    assert post(fake, "openai").status_code == 200  # the fake itself is fine
+
+
+def test_finished_streams_are_not_aborted(fake: FakeUpstream) -> None:
+    with post_openai(fake, openai_body(stream=True), stream=True) as response:
+        stream_events(response)
+    assert not fake.wait_aborted(timeout=0.05)
+    assert fake.aborted == [] and not fake.last.aborted
 
 
 # ---------------------------------------------------------------------------- recording
@@ -841,6 +929,16 @@ def test_control_requests_and_reset(fake: FakeUpstream) -> None:
     ]
     assert control(fake, "reset", {}).json() == {"reset": True}
     assert control(fake, "requests").json() == {"requests": []}
+
+
+def test_control_release_and_aborted_in_requests(fake: FakeUpstream) -> None:
+    assert control(fake, "fault", {"kind": "hold", "seconds": 10}).status_code == 200
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(post, fake, "anthropic")
+        assert wait_until(lambda: fake.held == 1)
+        assert control(fake, "release", {}).json() == {"released": 1}
+        assert pending.result(timeout=5).status_code == 200
+    assert control(fake, "requests").json()["requests"][0]["aborted"] is False
 
 
 def test_control_config_sets_windows(fake: FakeUpstream) -> None:

@@ -125,7 +125,8 @@ class Nginx:
             "daemon off;",
         ]
         log = self._dir / "error.log"
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+        with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
+            self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         wait_until_healthy(self.url + "/health", self._process, log)
         return self
 
