@@ -147,10 +147,15 @@ class UpstreamClient:
     def _events(
         self, response: requests.Response, wire: WireFormat, input_estimate: int
     ) -> Iterator[c.StreamEvent]:
+        chunks = response.iter_content(chunk_size=None)
         try:
-            yield from wire.parse_stream(
-                iter_sse(response.iter_content(chunk_size=None)), input_estimate
-            )
+            for event in wire.parse_stream(iter_sse(chunks), input_estimate):
+                if event["type"] == "message_stop":
+                    # Clients stop reading at message_stop; reading the few bytes left (the
+                    # chunked terminator) first lets the connection go back to the pool.
+                    for _ in chunks:
+                        pass
+                yield event
         except requests.RequestException as exc:
             logger.warning("upstream stream failed: %s", type(exc).__name__)
             yield error_event(UpstreamUnavailable("upstream stream was interrupted"))
