@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import current_app
 
@@ -20,7 +20,7 @@ class Counter(Protocol):
 
     def count_request(self, request: c.Request) -> int: ...
 
-    def stats(self) -> dict[str, float]: ...
+    def stats(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

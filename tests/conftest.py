@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from app import create_app
 from config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +44,6 @@ def settings(settings_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings) -> Flask:
-    from app import create_app
-
     return create_app(settings)
 
 

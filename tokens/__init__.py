@@ -1,18 +1,42 @@
-"""PLACEHOLDER written by the lead so the app imports while tokens/ is being built; replace freely."""
+"""Token counting for GLM-4.6 (DESIGN.md §5): one TokenCounter per worker, built from Settings."""
 
-import math
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tokens.counter import TokenBreakdown, TokenCounter
+from tokens.encoding import load_encoding
+from tokens.images import ImageTokenPolicy
+
+if TYPE_CHECKING:
+    from config import Settings
+
+__all__ = ["ImageTokenPolicy", "TokenBreakdown", "TokenCounter", "build_counter", "load_encoding"]
 
 
-class _Chars4:
-    def count_request(self, request):
-        import json
+def build_counter(settings: Settings) -> TokenCounter:
+    """The worker's TokenCounter: loads the encoding (offline) unless counting is legacy.
 
-        return max(1, math.ceil(len(json.dumps(request)) / 4))
+    Raises ValueError naming TOKENIZER_ENCODING or TOKENIZER_FILE if the encoding cannot load.
 
-    def stats(self):
-        return {}
-
-
-def build_counter(settings):
-    del settings
-    return _Chars4()
+    >>> build_counter(Settings.from_env({})).stats()["mode"]
+    'estimate'
+    """
+    legacy = settings.counting_is_legacy
+    encoding = None
+    if not legacy:
+        encoding = load_encoding(settings.tokenizer_encoding, settings.tokenizer_file)
+    images = ImageTokenPolicy(
+        dynamic=settings.enable_dynamic_image_tokens,
+        base=settings.base_image_tokens,
+        per_char=settings.image_tokens_per_char,
+        fixed=settings.fixed_image_tokens,
+    )
+    return TokenCounter(
+        encoding,
+        cache_size=settings.tiktoken_cache_size,
+        images=images,
+        legacy=legacy,
+        exact=settings.tokenizer_file is not None,
+        log_breakdown=settings.enable_token_counting_logging,
+    )

@@ -9,7 +9,9 @@ import pytest
 import requests
 import responses
 
-from tests.conftest import ANTHROPIC_BASE, FIXTURES, OPENAI_BASE
+from app import create_app
+from config import Settings
+from tests.conftest import ANTHROPIC_BASE, FIXTURES, OPENAI_BASE, ProxyActions
 from upstream.sse import iter_sse
 
 MESSAGES_URL = f"{ANTHROPIC_BASE}/v1/messages"
@@ -100,9 +102,6 @@ def test_routing_by_suffix_preference_and_model_map(
     settings_env, env, model, url, upstream_model
 ) -> None:
     settings_env.update(env)
-    from app import create_app
-    from config import Settings
-    from tests.conftest import ProxyActions
 
     proxy = ProxyActions(create_app(Settings.from_env(settings_env)).test_client())
     with responses.RequestsMock() as mock:
@@ -133,8 +132,6 @@ def test_image_goes_to_vision_model_on_openai_upstream_intact(proxy) -> None:
 @responses.activate
 def test_usage_scaling_uses_openai_expected_tokens(settings_env) -> None:
     settings_env["OPENAI_EXPECTED_TOKENS"] = "100000"
-    from app import create_app
-    from config import Settings
 
     client = create_app(Settings.from_env(settings_env)).test_client()
     responses.post(MESSAGES_URL, json=ANTHROPIC_REPLY)
@@ -303,8 +300,6 @@ def test_bad_input_gets_openai_format_4xx(proxy, raw, status, fragment) -> None:
 
 def test_oversized_body_is_413(settings_env) -> None:
     settings_env["MAX_REQUEST_BYTES"] = "1000"
-    from app import create_app
-    from config import Settings
 
     client = create_app(Settings.from_env(settings_env)).test_client()
     reply = client.post(
@@ -333,9 +328,6 @@ def test_proxy_keys_gate_and_server_key_goes_upstream(settings_env, presented, s
     settings_env.update(
         {"PROXY_API_KEYS": "proxy-key-1,proxy-key-2", "SERVER_API_KEY": "server-secret"}
     )
-    from app import create_app
-    from config import Settings
-    from tests.conftest import ProxyActions
 
     proxy = ProxyActions(create_app(Settings.from_env(settings_env)).test_client())
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:

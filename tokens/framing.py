@@ -1,0 +1,362 @@
+"""How GLM-4.6's chat template frames a request, and the walk that lays a request out that way.
+
+A `Layout` lists the texts the model will read (by section) plus the fixed tokens the template
+adds around them. Both request shapes are walked here: the canonical Anthropic shape and an
+OpenAI chat-completions body. The walks never raise: content of an unexpected type or a block of
+an unknown type becomes an `odd` entry counted by its JSON length.
+
+Framing figures were measured by rendering GLM-4.6's chat template (as transformers does, with
+trim_blocks/lstrip_blocks) and encoding the result with glm-4.6.tiktoken, special tokens allowed;
+tests/tokens/test_framing.py pins them with exact counts for small requests of both shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# "[gMASK]<sop>" opens every prompt, "<|assistant|>" is the generation prompt: 3.
+REQUEST_TOKENS = 3
+# "<|system|>\n" / "<|user|>\n" before the message text: 2.
+SYSTEM_MESSAGE_TOKENS = 2
+USER_MESSAGE_TOKENS = 2
+# "<|assistant|>\n<think></think>\n" before an earlier assistant turn's text: 5, or 4 when the
+# turn has no text (only tool calls), since the last "\n" only precedes text. A turn of the
+# current agent loop carries its reasoning between the think tags instead (same + its text).
+ASSISTANT_TURN_TOKENS = 5
+ASSISTANT_TEXT_NEWLINE_TOKENS = 1
+# "\n<tool_call>" + name + "\n" … "</tool_call>": 4, plus per argument
+# "<arg_key>" k "</arg_key>\n<arg_value>" v "</arg_value>\n": 6. String values are rendered raw,
+# other values as JSON (`tojson`), so they are counted that way too.
+TOOL_CALL_TOKENS = 4
+TOOL_ARGUMENT_TOKENS = 6
+# "<|observation|>" opens a run of tool results: 1; each result is
+# "\n<tool_response>\n" … "\n</tool_response>": 5.
+OBSERVATION_TOKENS = 1
+TOOL_RESULT_TOKENS = 5
+# With tools, a system block "# Tools … <tools>\n" + one JSON line per tool + "</tools> … the
+# XML call format": exactly 100 tokens plus each tool's JSON and its newline (1).
+TOOLS_PREAMBLE_TOKENS = 100
+TOOL_DEFINITION_TOKENS = 1
+# Text ending in punctuation can merge with the template's next newline (".\n" is one token),
+# so these figures are upper bounds: a count errs by at most one token per message, upwards.
+
+Section = Literal["system", "messages", "tools"]
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image: its base64 data or data: URL if inline, and the length of the text beside it."""
+
+    data: str | None
+    description_chars: int
+
+
+@dataclass
+class Layout:
+    """A request as GLM's template lays it out: texts per section, fixed tokens, images."""
+
+    texts: dict[Section, list[str]] = field(
+        default_factory=lambda: {"system": [], "messages": [], "tools": []}
+    )
+    odd: dict[Section, list[str]] = field(
+        default_factory=lambda: {"system": [], "messages": [], "tools": []}
+    )
+    framing: int = REQUEST_TOKENS
+    images: list[ImageRef] = field(default_factory=list)
+
+    def add(self, section: Section, value: object) -> None:
+        """Add content of any type: strings are texts, anything else is counted by its JSON."""
+        if isinstance(value, str):
+            if value:
+                self.texts[section].append(value)
+        elif value is not None:
+            self.odd[section].append(to_json(value))
+
+
+def value_text(value: object) -> str:
+    """A tool argument value as the template prints a non-string (`tojson`), fast for scalars."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    return to_json(value)
+
+
+def to_json(value: object) -> str:
+    """JSON text of `value` as the template renders it (ensure_ascii=False); never raises."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError):  # cycles, odd keys, absurd nesting
+        return f"<{type(value).__name__}>"
+
+
+# ---------------------------------------------------------------------------- canonical shape
+
+
+def layout_anthropic(request: Mapping[str, Any]) -> Layout:
+    """Lay out a canonical (Anthropic Messages shaped) request."""
+    layout = Layout()
+    if not isinstance(request, Mapping):
+        layout.add("messages", request)
+        return layout
+    _add_system(layout, request.get("system"))
+    _add_tools(layout, [_anthropic_tool(t) for t in _as_list(request.get("tools"))])
+    messages = _as_list(request.get("messages"))
+    current = _last_user_index(messages, _is_real_user_message)
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            layout.add("messages", message)
+        elif message.get("role") == "assistant":
+            _add_assistant_blocks(layout, message.get("content"), index > current)
+        else:
+            _add_user_blocks(layout, message.get("content"))
+    return layout
+
+
+def _add_system(layout: Layout, system: object) -> None:
+    if not system:
+        return
+    layout.framing += SYSTEM_MESSAGE_TOKENS
+    if isinstance(system, list):
+        for block in system:
+            _add_text_block(layout, "system", block)
+    else:
+        layout.add("system", system)
+
+
+def _add_text_block(layout: Layout, section: Section, block: object) -> None:
+    layout.add(section, block.get("text") if _is_text(block) else block)  # type: ignore[union-attr]
+
+
+def _add_user_blocks(layout: Layout, content: object) -> None:
+    if not isinstance(content, list):
+        layout.framing += USER_MESSAGE_TOKENS
+        layout.add("messages", content)
+        return
+    results = [b for b in content if isinstance(b, Mapping) and b.get("type") == "tool_result"]
+    others = [b for b in content if not (isinstance(b, Mapping) and b.get("type") == "tool_result")]
+    if results:
+        layout.framing += OBSERVATION_TOKENS
+    for block in results:
+        layout.framing += TOOL_RESULT_TOKENS
+        _add_parts(layout, block.get("content"))
+    if others or not results:
+        layout.framing += USER_MESSAGE_TOKENS
+        _add_parts(layout, others)
+
+
+def _add_parts(layout: Layout, content: object) -> None:
+    """Text and image blocks of a user message or tool result; anything else by its JSON."""
+    if not isinstance(content, list):
+        layout.add("messages", content)
+        return
+    beside = sum(_text_length(b) for b in content)
+    for block in content:
+        if _is_text(block):
+            layout.add("messages", block.get("text"))
+        elif isinstance(block, Mapping) and block.get("type") in ("image", "image_url"):
+            layout.images.append(ImageRef(_image_data(block), beside))
+        else:
+            layout.add("messages", block)
+
+
+def _add_assistant_blocks(layout: Layout, content: object, current_turn: bool) -> None:
+    layout.framing += ASSISTANT_TURN_TOKENS
+    if not _has_visible_text(content):
+        layout.framing -= ASSISTANT_TEXT_NEWLINE_TOKENS
+    if not isinstance(content, list):
+        layout.add("messages", content)
+        return
+    for block in content:
+        kind = block.get("type") if isinstance(block, Mapping) else None
+        if kind == "text":
+            layout.add("messages", block.get("text"))
+        elif kind in ("thinking", "redacted_thinking"):
+            # Earlier turns' reasoning is dropped by the template; this turn's is kept.
+            if current_turn:
+                layout.add("messages", block.get("thinking") or block.get("data"))
+        elif kind == "tool_use":
+            _add_tool_call(layout, block.get("name"), block.get("input"))
+        else:
+            layout.add("messages", block)
+
+
+def _add_tool_call(layout: Layout, name: object, arguments: object) -> None:
+    layout.framing += TOOL_CALL_TOKENS
+    layout.add("messages", name)
+    if not isinstance(arguments, Mapping):
+        layout.add("messages", arguments)
+        return
+    for key, value in arguments.items():
+        layout.framing += TOOL_ARGUMENT_TOKENS
+        layout.add("messages", str(key))
+        layout.add("messages", value if isinstance(value, str) else value_text(value))
+
+
+def _anthropic_tool(tool: object) -> object:
+    """The OpenAI-style function object GLM's template prints for an Anthropic tool."""
+    if not isinstance(tool, Mapping) or "input_schema" not in tool:
+        return tool  # server tools and odd shapes are printed as they are
+    function = {"name": tool.get("name")}
+    if "description" in tool:
+        function["description"] = tool["description"]
+    function["parameters"] = tool["input_schema"]
+    return {"type": "function", "function": function}
+
+
+def _add_tools(layout: Layout, tools: list[object]) -> None:
+    if not tools:
+        return
+    layout.framing += TOOLS_PREAMBLE_TOKENS
+    for tool in tools:
+        layout.framing += TOOL_DEFINITION_TOKENS
+        layout.add("tools", to_json(tool))
+
+
+def _is_real_user_message(message: object) -> bool:
+    """A user turn with something besides tool results (those become 'tool' messages)."""
+    if not isinstance(message, Mapping) or message.get("role", "user") != "user":
+        return False
+    content = message.get("content")
+    if not isinstance(content, list):
+        return True
+    return any(not (isinstance(b, Mapping) and b.get("type") == "tool_result") for b in content)
+
+
+# ---------------------------------------------------------------------------- OpenAI shape
+
+
+def layout_openai(body: Mapping[str, Any]) -> Layout:
+    """Lay out an OpenAI chat-completions request body."""
+    layout = Layout()
+    if not isinstance(body, Mapping):
+        layout.add("messages", body)
+        return layout
+    functions = [{"type": "function", "function": f} for f in _as_list(body.get("functions"))]
+    _add_tools(layout, _as_list(body.get("tools")) + functions)
+    messages = _as_list(body.get("messages"))
+    current = _last_user_index(
+        messages, lambda m: isinstance(m, Mapping) and m.get("role") == "user"
+    )
+    previous_role = None
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            layout.add("messages", message)
+            continue
+        role = message.get("role")
+        _add_openai_message(layout, message, role, index > current, previous_role)
+        previous_role = role
+    return layout
+
+
+def _add_openai_message(
+    layout: Layout, message: Mapping[str, Any], role: object, current: bool, previous: object
+) -> None:
+    content = message.get("content")
+    if role in ("system", "developer"):
+        layout.framing += SYSTEM_MESSAGE_TOKENS
+        _add_openai_parts(layout, "system", content)
+    elif role == "assistant":
+        layout.framing += ASSISTANT_TURN_TOKENS
+        if not _has_visible_text(content):
+            layout.framing -= ASSISTANT_TEXT_NEWLINE_TOKENS
+        _add_openai_parts(layout, "messages", content)
+        if current:
+            layout.add("messages", message.get("reasoning_content"))
+        for call in _as_list(message.get("tool_calls")) + _as_list(message.get("function_call")):
+            _add_openai_call(layout, call)
+    elif role in ("tool", "function"):
+        if previous not in ("tool", "function"):
+            layout.framing += OBSERVATION_TOKENS
+        layout.framing += TOOL_RESULT_TOKENS
+        _add_openai_parts(layout, "messages", content)
+    else:
+        layout.framing += USER_MESSAGE_TOKENS
+        _add_openai_parts(layout, "messages", content)
+
+
+def _add_openai_parts(layout: Layout, section: Section, content: object) -> None:
+    if not isinstance(content, list):
+        layout.add(section, content)
+        return
+    beside = sum(_text_length(p) for p in content)
+    for part in content:
+        if _is_text(part):
+            layout.add(section, part.get("text"))
+        elif isinstance(part, Mapping) and part.get("type") in ("image_url", "image"):
+            layout.images.append(ImageRef(_image_data(part), beside))
+        else:
+            layout.add(section, part)
+
+
+def _add_openai_call(layout: Layout, call: object) -> None:
+    if not isinstance(call, Mapping):
+        layout.add("messages", call)
+        return
+    function = call.get("function", call)
+    if not isinstance(function, Mapping):
+        layout.add("messages", function)
+        return
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except (ValueError, RecursionError):  # not JSON: count the raw string as given
+            pass
+    _add_tool_call(layout, function.get("name"), arguments)
+
+
+# ---------------------------------------------------------------------------- shared helpers
+
+
+def _as_list(value: object) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+def _last_user_index(messages: list[Any], is_user: Callable[[object], bool]) -> int:
+    for index in range(len(messages) - 1, -1, -1):
+        if is_user(messages[index]):
+            return index
+    return -1
+
+
+def _has_visible_text(content: object) -> bool:
+    """True if an assistant message shows text (the template strips it before printing)."""
+    if isinstance(content, str):
+        return bool(content.strip())
+    if isinstance(content, list):
+        return any(_is_text(p) and str(p.get("text") or "").strip() for p in content)
+    return content is not None
+
+
+def _text_length(block: object) -> int:
+    text = block.get("text") if _is_text(block) else None  # type: ignore[union-attr]
+    return len(text) if isinstance(text, str) else 0
+
+
+def _is_text(block: object) -> bool:
+    return isinstance(block, Mapping) and block.get("type") == "text"
+
+
+def _image_data(block: Mapping[str, Any]) -> str | None:
+    """Inline base64 data (canonical source) or a data: URL (OpenAI image_url), else None."""
+    source = block.get("source")
+    if isinstance(source, Mapping) and isinstance(source.get("data"), str):
+        return source["data"]
+    url = block.get("image_url")
+    if isinstance(url, Mapping):
+        url = url.get("url")
+    if isinstance(url, str) and url.startswith("data:"):
+        return url
+    return None
