@@ -1,0 +1,111 @@
+"""The proxy behind real nginx with deploy/nginx.conf: streams pass through unbuffered."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.fake_upstream import FakeUpstream
+from tests.integration.servers import Gunicorn, Nginx, find_nginx
+
+HEADERS = {"Authorization": "Bearer sk-test"}
+REPLY = "Streamed through nginx one delta at a time, while z.ai is still answering."
+HOLD_SECONDS = 10.0  # the gate opens by itself only if the test never releases it
+
+
+@pytest.fixture(scope="module")
+def nginx(server: Gunicorn) -> Iterator[Nginx]:
+    binary = find_nginx()
+    if binary is None:
+        pytest.skip("nginx is not installed (apt-get install nginx); cannot test deploy/nginx.conf")
+    with Nginx(backend=f"127.0.0.1:{server.port}", binary=binary) as running:
+        yield running
+
+
+def iter_sse_data(response: requests.Response) -> Iterator[Any]:
+    """Each event's parsed `data` as the bytes arrive ("[DONE]" stays a string)."""
+    pending = b""
+    for chunk in response.iter_content(chunk_size=None):
+        pending += chunk
+        *frames, pending = pending.split(b"\n\n")
+        for frame in frames:
+            data = b"\n".join(
+                line.removeprefix(b"data:").strip()
+                for line in frame.split(b"\n")
+                if line.startswith(b"data:")
+            )
+            if data:
+                yield data.decode() if data == b"[DONE]" else json.loads(data)
+
+
+def text_of(chunk: Any) -> str:
+    return "".join(choice["delta"].get("content") or "" for choice in chunk["choices"])
+
+
+def chat(url: str, *, stream: bool, model: str = "glm-4.6") -> requests.Response:
+    body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    return requests.post(
+        url + "/v1/chat/completions", json=body, headers=HEADERS, stream=stream, timeout=(5, 5)
+    )
+
+
+# Frames the fake sends before its gate: through the first text delta of each upstream format.
+@pytest.mark.parametrize(
+    ("model", "after"),
+    [
+        ("glm-4.6", 4),  # message_start, content_block_start, ping, first text_delta
+        ("glm-4.6-openai", 2),  # role chunk, first content chunk
+    ],
+)
+def test_first_delta_arrives_while_upstream_is_still_streaming(
+    nginx: Nginx, fake: FakeUpstream, model: str, after: int
+) -> None:
+    fake.script(REPLY)
+    fake.fail_next("hold", after=after, seconds=HOLD_SECONDS)
+    with chat(nginx.url, stream=True, model=model) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["Server"].startswith("nginx")  # really went through nginx
+        events = iter_sse_data(response)
+        before = []
+        for chunk in events:
+            before.append(chunk)
+            if chunk != "[DONE]" and text_of(chunk):
+                break
+        # Only reachable unbuffered: the upstream is held until release(), mid-stream.
+        assert fake.held == 1, "the first delta arrived only after the upstream stream moved on"
+        first = text_of(before[-1])
+        assert "[DONE]" not in before and REPLY.startswith(first) and len(first) < len(REPLY)
+        assert fake.release() == 1
+        rest = list(events)
+    chunks = [c for c in before + rest if c != "[DONE]"]
+    assert rest[-1] == "[DONE]" and rest.count("[DONE]") == 1
+    errors = [c for c in chunks if "error" in c]
+    assert not errors, f"stream broke; was the first delta held back until a timeout? {errors}"
+    assert "".join(text_of(c) for c in chunks) == REPLY
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+    assert (fake.last.fault, fake.last.aborted, fake.held) == ("hold", False, 0)
+
+
+def test_non_stream_and_health_through_nginx(nginx: Nginx, fake: FakeUpstream) -> None:
+    fake.script("A whole reply at once.")
+    with chat(nginx.url, stream=False) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert response.json()["choices"][0]["message"]["content"] == "A whole reply at once."
+    health = requests.get(nginx.url + "/health", timeout=5)
+    assert health.status_code == 200 and health.headers["Server"].startswith("nginx")
+    assert health.json()["status"] == "ok"
+
+
+def test_client_errors_pass_through_nginx_as_json(nginx: Nginx) -> None:
+    anonymous = requests.post(
+        nginx.url + "/v1/chat/completions", json={"model": "glm-4.6", "messages": []}, timeout=5
+    )
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["message"]
