@@ -18,7 +18,14 @@ from flask import Blueprint, Response, request
 from api.auth import upstream_key
 from api.body import read_json_body
 from api.services import Services, get_services
-from context.scaling import sanitize_usage, scale_count, scale_events, scale_factor, scale_response
+from context.scaling import (
+    sanitize_events,
+    sanitize_usage,
+    scale_count,
+    scale_events,
+    scale_factor,
+    scale_response,
+)
 from context.validation import validate_conversation
 from errors import BadRequest
 from upstream import anthropic_format, openai_format
@@ -103,7 +110,8 @@ def complete(services: Services, canonical: c.Request, client: ClientFormat, key
     )
     if canonical.get("stream"):
         events = services.upstream.open_stream(route, canonical, key, estimate, forwarded)
-        frames = client.render_stream(scale_events(events, factor), route.requested_model)
+        checked = sanitize_events(events, estimate, route.window)
+        frames = client.render_stream(scale_events(checked, factor), route.requested_model)
         return _sse_response(frames, events)
     response = services.upstream.complete(route, canonical, key, forwarded)
     response["usage"] = sanitize_usage(response["usage"], estimate, route.window)

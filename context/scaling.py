@@ -66,7 +66,19 @@ def sanitize_usage(usage: c.Usage, estimate: int, window: int) -> c.Usage:
     fixed = dict(usage)
     for key in ("input_tokens", "output_tokens"):
         value = fixed.get(key, 0)
-        if value < 0 or value > window * ABSURD_WINDOWS:
+        if not isinstance(value, int) or value < 0 or value > window * ABSURD_WINDOWS:
             logger.warning("absurd upstream usage %s=%s replaced", key, value)
             fixed[key] = estimate if key == "input_tokens" else 0
     return fixed  # type: ignore[return-value]
+
+
+def sanitize_events(
+    events: Iterable[c.StreamEvent], estimate: int, window: int
+) -> Iterator[c.StreamEvent]:
+    """Stream events with absurd usage figures replaced, as sanitize_usage does for responses."""
+    for event in events:
+        if event["type"] == "message_delta" and event.get("usage"):
+            fixed = sanitize_usage(event["usage"], estimate, window)  # type: ignore[arg-type]
+            yield event | {"usage": fixed}  # type: ignore[misc]
+        else:
+            yield event

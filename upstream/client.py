@@ -97,6 +97,12 @@ class UpstreamClient:
             raise UpstreamUnavailable("upstream returned a body that is not JSON") from None
         if not isinstance(payload, dict):
             raise UpstreamUnavailable("upstream returned an unexpected JSON body")
+        if payload.get("error") and not ("choices" in payload or "content" in payload):
+            # z.ai sometimes reports a failure inside a 200 answer.
+            message = (
+                payload["error"].get("message") if isinstance(payload["error"], dict) else None
+            )
+            raise UpstreamUnavailable(f"upstream error: {message or payload['error']}")
         return wire.parse_response(payload)
 
     def open_stream(

@@ -33,6 +33,8 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     pending = b""
     for chunk in chunks:
         pending += chunk
+        if b"\n" not in chunk and b"\r" not in chunk:
+            continue  # a long line arriving in pieces is split once, when it ends
         lines = pending.splitlines(keepends=True)
         pending = b""
         # The last piece is incomplete without a terminator, or when it ends in a CR that may be

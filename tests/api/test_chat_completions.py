@@ -242,6 +242,11 @@ def test_stream_cut_by_upstream_ends_with_error_chunk(proxy) -> None:
         ),
         ({"body": requests.ReadTimeout("slow")}, 504, lambda e: e["type"] == "timeout"),
         ({"status": 200, "body": "not json"}, 502, lambda e: "not JSON" in e["message"]),
+        (
+            {"status": 200, "json": {"error": {"message": "quota gone"}}},
+            502,
+            lambda e: "quota gone" in e["message"],
+        ),
     ],
 )
 def test_upstream_failures_become_meaningful_statuses(proxy, upstream, status, check) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from context.scaling import sanitize_usage, scale_count, scale_events, scale_factor, scale_response
+from context.scaling import (
+    sanitize_events,
+    sanitize_usage,
+    scale_count,
+    scale_events,
+    scale_factor,
+    scale_response,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,3 +60,15 @@ def test_stream_and_response_scale_identically() -> None:
 )
 def test_absurd_usage_is_replaced_by_the_estimate(usage: dict, fixed: dict) -> None:
     assert sanitize_usage(usage, estimate=77, window=200000) == fixed  # type: ignore[arg-type]
+
+
+def test_stream_usage_is_sanitized_like_response_usage() -> None:
+    events = [
+        {"type": "message_delta", "delta": {}, "usage": {"input_tokens": None, "output_tokens": 5}},
+        {"type": "message_delta", "delta": {}, "usage": {"output_tokens": -1}},
+        {"type": "message_stop"},
+    ]
+    out = list(sanitize_events(events, estimate=42, window=1000))  # type: ignore[arg-type]
+    assert out[0]["usage"] == {"input_tokens": 42, "output_tokens": 5}
+    assert out[1]["usage"] == {"output_tokens": 0}
+    assert out[2] == {"type": "message_stop"}

@@ -53,3 +53,9 @@ def test_encode_round_trips() -> None:
     (event,) = iter_sse([frame])
     assert event.event == "message_stop" and json.loads(event.data) == payload
     assert encode_sse("[DONE]") == b"data: [DONE]\n\n"
+
+
+def test_long_line_in_many_pieces() -> None:
+    payload = "x" * 100_000
+    raw = f"data: {payload}\n\n".encode()
+    assert list(iter_sse(split_every(raw, 997))) == [SSEEvent("", payload)]
