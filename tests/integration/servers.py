@@ -90,6 +90,30 @@ class Gunicorn:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the master and its workers (Linux /proc; 0.0 elsewhere)."""
+        if self._process is None:
+            return 0.0
+        pids = [self._process.pid, *_children(self._process.pid)]
+        return sum(_process_cpu(pid) for pid in pids)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat, counted after the ")" that ends the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def find_nginx() -> str | None:
     """The nginx binary, if installed (Debian puts it in /usr/sbin)."""
