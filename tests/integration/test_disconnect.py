@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import requests
 
 from tests.fake_upstream import FakeUpstream
 from tests.integration.servers import Gunicorn
+from tests.integration.streams import iter_sse_data, text_of
 
 HEADERS = {"Authorization": "Bearer sk-test"}
 # Long and paced, so the upstream is still writing well after the client has gone: gunicorn only
@@ -30,26 +30,6 @@ def paced(fake: FakeUpstream) -> Iterator[FakeUpstream]:
         yield fake
     finally:
         fake.event_delay = previous
-
-
-def iter_sse_data(response: requests.Response) -> Iterator[Any]:
-    """Each event's parsed `data` as the bytes arrive ("[DONE]" stays a string)."""
-    pending = b""
-    for chunk in response.iter_content(chunk_size=None):
-        pending += chunk
-        *frames, pending = pending.split(b"\n\n")
-        for frame in frames:
-            data = b"\n".join(
-                line.removeprefix(b"data:").strip()
-                for line in frame.split(b"\n")
-                if line.startswith(b"data:")
-            )
-            if data:
-                yield data.decode() if data == b"[DONE]" else json.loads(data)
-
-
-def text_of(chunk: Any) -> str:
-    return "".join(choice["delta"].get("content") or "" for choice in chunk["choices"])
 
 
 def chat_body(model: str, stream: bool) -> dict[str, Any]:

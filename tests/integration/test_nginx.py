@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import requests
 
 from tests.fake_upstream import FakeUpstream
 from tests.integration.servers import Gunicorn, Nginx, find_nginx
+from tests.integration.streams import iter_sse_data, text_of
 
 HEADERS = {"Authorization": "Bearer sk-test"}
 REPLY = "Streamed through nginx one delta at a time, while z.ai is still answering."
@@ -24,26 +23,6 @@ def nginx(server: Gunicorn) -> Iterator[Nginx]:
         pytest.skip("nginx is not installed (apt-get install nginx); cannot test deploy/nginx.conf")
     with Nginx(backend=f"127.0.0.1:{server.port}", binary=binary) as running:
         yield running
-
-
-def iter_sse_data(response: requests.Response) -> Iterator[Any]:
-    """Each event's parsed `data` as the bytes arrive ("[DONE]" stays a string)."""
-    pending = b""
-    for chunk in response.iter_content(chunk_size=None):
-        pending += chunk
-        *frames, pending = pending.split(b"\n\n")
-        for frame in frames:
-            data = b"\n".join(
-                line.removeprefix(b"data:").strip()
-                for line in frame.split(b"\n")
-                if line.startswith(b"data:")
-            )
-            if data:
-                yield data.decode() if data == b"[DONE]" else json.loads(data)
-
-
-def text_of(chunk: Any) -> str:
-    return "".join(choice["delta"].get("content") or "" for choice in chunk["choices"])
 
 
 def chat(url: str, *, stream: bool, model: str = "glm-4.6") -> requests.Response:
@@ -77,7 +56,8 @@ def test_first_delta_arrives_while_upstream_is_still_streaming(
             before.append(chunk)
             if chunk != "[DONE]" and text_of(chunk):
                 break
-        # Only reachable unbuffered: the upstream is held until release(), mid-stream.
+        # The upstream is still parked mid-stream, so nothing on the way buffered this delta. (Had
+        # nginx buffered, the proxy's read timeout would have broken the stream: see `errors`.)
         assert fake.held == 1, "the first delta arrived only after the upstream stream moved on"
         first = text_of(before[-1])
         assert "[DONE]" not in before and REPLY.startswith(first) and len(first) < len(REPLY)

@@ -1,0 +1,21 @@
+"""Reading a chat-completions SSE response as it arrives, for integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from upstream.sse import iter_sse
+
+
+def iter_sse_data(response: requests.Response) -> Iterator[Any]:
+    """Each event's parsed `data` as the bytes arrive ("[DONE]" stays a string)."""
+    for event in iter_sse(response.iter_content(chunk_size=None)):
+        yield event.data if event.data == "[DONE]" else event.json()
+
+
+def text_of(chunk: Any) -> str:
+    """The content text a chat.completion.chunk carries."""
+    return "".join(choice["delta"].get("content") or "" for choice in chunk["choices"])
