@@ -20,6 +20,8 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures"
 ANTHROPIC_BASE = "http://upstream.test/api/anthropic"
 OPENAI_BASE = "http://upstream.test/api/coding/paas/v4"
 TEST_ENV = {"UPSTREAM_BASE": ANTHROPIC_BASE, "OPENAI_UPSTREAM_BASE": OPENAI_BASE}
+# A real 1×1 PNG, base64: the image the conversion and vision-routing tests send.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 
 
 @pytest.fixture(autouse=True)

@@ -11,12 +11,11 @@ import responses
 
 from app import create_app
 from config import Settings
-from tests.conftest import ANTHROPIC_BASE, FIXTURES, OPENAI_BASE, ProxyActions
+from tests.conftest import ANTHROPIC_BASE, FIXTURES, OPENAI_BASE, PNG, ProxyActions
 from upstream.sse import iter_sse
 
 MESSAGES_URL = f"{ANTHROPIC_BASE}/v1/messages"
 CHAT_URL = f"{OPENAI_BASE}/chat/completions"
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 
 ANTHROPIC_REPLY = {
     "id": "msg_1",

@@ -6,11 +6,11 @@ import anthropic
 import pytest
 import requests
 
+from tests.conftest import PNG
 from tests.fake_upstream import FakeUpstream
 from tests.integration.servers import Gunicorn
 from upstream.sse import iter_sse
 
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "Weather for a city",

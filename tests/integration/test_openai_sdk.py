@@ -9,11 +9,11 @@ import openai
 import pytest
 import requests
 
+from tests.conftest import PNG
 from tests.fake_upstream import FakeUpstream
 from tests.integration.conftest import proxy_env
 from tests.integration.servers import Gunicorn
 
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 WEATHER_TOOL = {
     "type": "function",
     "function": {
