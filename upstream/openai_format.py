@@ -259,6 +259,8 @@ def parse_image_url(url: str, path: str) -> c.ImageSource:
         media_type, _, encoding = header.partition(";")
         if not sep or encoding != "base64" or not media_type.startswith("image/") or not data:
             raise BadRequest(f"{path} must be a base64 image data URL", param=path)
+        # Some clients write image/jpg; the media type z.ai and Anthropic know is image/jpeg.
+        media_type = "image/jpeg" if media_type == "image/jpg" else media_type
         return {"type": "base64", "media_type": media_type, "data": data}
     if url.startswith(("http://", "https://")):
         return {"type": "url", "url": url}

@@ -602,3 +602,8 @@ def test_temperature_clamped_to_the_range_zai_accepts(temperature: float, sent: 
     request = parse([{"role": "user", "content": "hi"}], temperature=temperature, top_p=1)
     for body in (fmt.render_request(request, "m"), anthropic_format.render_request(request, "m")):  # type: ignore[arg-type]
         assert (body["temperature"], body["top_p"]) == (sent, 1.0)
+
+
+def test_image_jpg_media_type_is_normalised() -> None:
+    source = fmt.parse_image_url("data:image/jpg;base64,AAAA", "url")
+    assert source == {"type": "base64", "media_type": "image/jpeg", "data": "AAAA"}
