@@ -68,3 +68,17 @@ def test_dotenv_is_read_only_when_asked(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("AUTOTEXT_MODEL", raising=False)
     assert Settings.from_env({}).autotext_model == "glm-4.6"
     assert Settings.from_env(dotenv=True).autotext_model == "from-dotenv"
+
+
+def test_env_example_lists_every_variable_with_its_default() -> None:
+    from dataclasses import fields
+
+    from tests.conftest import REPO_ROOT
+
+    lines = (REPO_ROOT / ".env.example").read_text().splitlines()
+    listed = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    defaults = Settings.from_env({})
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        assert name in listed, f"{name} missing from .env.example"
+        assert f.metadata["parse"](name, listed[name]) == getattr(defaults, f.name), name
