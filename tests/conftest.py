@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,14 @@ OPENAI_BASE = "http://upstream.test/api/coding/paas/v4"
 TEST_ENV = {"UPSTREAM_BASE": ANTHROPIC_BASE, "OPENAI_UPSTREAM_BASE": OPENAI_BASE}
 # A real 1×1 PNG, base64: the image the conversion and vision-routing tests send.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+
+
+@pytest.fixture
+def collect_garbage() -> Iterator[None]:
+    """Collect after the test, so a leaked socket's ResourceWarning fails the test that leaked
+    it rather than whichever test runs when the garbage collector happens to."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

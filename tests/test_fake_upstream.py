@@ -16,6 +16,8 @@ import requests
 
 from tests.fake_upstream import OVERFLOW_BODY, FakeUpstream, Reply, sign_thinking
 
+pytestmark = pytest.mark.usefixtures("collect_garbage")
+
 KEY = "test-key"
 ANTHROPIC_HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
 OPENAI_HEADERS = {"Authorization": f"Bearer {KEY}"}

@@ -24,6 +24,11 @@ def _fresh_fake(fake: FakeUpstream) -> None:
     fake.reset()
 
 
+@pytest.fixture(autouse=True)
+def _sockets_checked(collect_garbage: None) -> None:
+    """Every integration test opens sockets; leaks fail the test that made them."""
+
+
 def proxy_env(fake: FakeUpstream, **extra: str) -> dict[str, str]:
     """Environment pointing a gunicorn-served proxy at the fake upstream."""
     return {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anthropic
 import pytest
 import requests
@@ -34,8 +36,11 @@ MODELS = ["glm-4.6", "glm-4.6-openai"]
 
 
 @pytest.fixture
-def sdk(server: Gunicorn) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.url, api_key="sk-test", max_retries=0, timeout=20)
+def sdk(server: Gunicorn) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(
+        base_url=server.url, api_key="sk-test", max_retries=0, timeout=20
+    ) as client:
+        yield client
 
 
 def ask(model: str, **extra: object) -> dict[str, object]:
@@ -89,10 +94,10 @@ def test_openai_route_stream_has_contiguous_indices_and_an_estimate(
 ) -> None:
     fake.script(REPLY)
     body = ask("glm-4.6-openai", stream=True)  # type: ignore[arg-type]
-    reply = requests.post(
+    with requests.post(
         server.url + "/v1/messages", json=body, headers={"x-api-key": "k"}, timeout=10, stream=True
-    )
-    events = [(e.event, e.json()) for e in iter_sse(reply.iter_content(chunk_size=None))]
+    ) as reply:
+        events = [(e.event, e.json()) for e in iter_sse(reply.iter_content(chunk_size=None))]
     start = events[0][1]
     assert events[0][0] == "message_start" and start["message"]["usage"]["input_tokens"] > 0
     starts = [e["index"] for name, e in events if name == "content_block_start"]

@@ -37,8 +37,11 @@ TWO_CALLS = {
 
 
 @pytest.fixture
-def sdk(server: Gunicorn) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0, timeout=20)
+def sdk(server: Gunicorn) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=server.url + "/v1", api_key="sk-test", max_retries=0, timeout=20
+    ) as client:
+        yield client
 
 
 def ask(sdk: openai.OpenAI, text: str = "Say hello", **extra: object) -> object:
@@ -52,7 +55,9 @@ def collect(
 ) -> tuple[str, str, dict[int, dict[str, str]], str | None, object]:
     """Fold a chat-completions stream by hand: text, reasoning, tool calls, finish, usage."""
     text, reasoning, calls, finish, usage = "", "", {}, None, None
-    for chunk in stream:
+    with stream:  # type: ignore[attr-defined]
+        chunks = list(stream)
+    for chunk in chunks:
         usage = chunk.usage or usage
         for choice in chunk.choices:
             delta = choice.delta
@@ -198,8 +203,7 @@ def test_suffix_picks_the_upstream_format(
     assert (fake.last.endpoint, fake.last.body["model"]) == (endpoint, "glm-4.6")
 
 
-def test_models_and_health(server: Gunicorn) -> None:
-    sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0)
+def test_models_and_health(server: Gunicorn, sdk: openai.OpenAI) -> None:
     assert [m.id for m in sdk.models.list()] == [
         "glm-4.6",
         "glm-4.6v",
@@ -284,21 +288,17 @@ def test_oversized_body_is_413(fake: FakeUpstream) -> None:
 
 def test_proxy_keys_and_server_key(fake: FakeUpstream) -> None:
     env = proxy_env(fake, PROXY_API_KEYS="team-key", SERVER_API_KEY="zai-server-key")
+    hello = [{"role": "user", "content": "hi"}]
     with Gunicorn(env, workers=1, threads=2) as gated:
-        good = openai.OpenAI(base_url=gated.url + "/v1", api_key="team-key", max_retries=0)
-        fake.script("authorised")
-        assert (
-            good.chat.completions.create(
-                model="glm-4.6", messages=[{"role": "user", "content": "hi"}]
-            )
-            .choices[0]
-            .message.content
-            == "authorised"
-        )
+        base = gated.url + "/v1"
+        with openai.OpenAI(base_url=base, api_key="team-key", max_retries=0) as good:
+            fake.script("authorised")
+            reply = good.chat.completions.create(model="glm-4.6", messages=hello)
+        assert reply.choices[0].message.content == "authorised"
         assert fake.last.headers["x-api-key"] == "zai-server-key"
-        bad = openai.OpenAI(base_url=gated.url + "/v1", api_key="guess", max_retries=0)
-        with pytest.raises(openai.AuthenticationError):
-            bad.chat.completions.create(
-                model="glm-4.6", messages=[{"role": "user", "content": "hi"}]
-            )
+        with (
+            openai.OpenAI(base_url=base, api_key="guess", max_retries=0) as bad,
+            pytest.raises(openai.AuthenticationError),
+        ):
+            bad.chat.completions.create(model="glm-4.6", messages=hello)
         assert "zai-server-key" not in gated.log_text()
