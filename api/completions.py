@@ -85,12 +85,8 @@ def count_tokens() -> dict[str, int]:
     body = read_json_body(settings.max_request_bytes)
     canonical = anthropic_format.parse_request(body, require_max_tokens=False)
     route = choose_route(canonical, settings)
-    tokens = services.counter.count_request(canonical)
-    return {
-        "input_tokens": scale_count(
-            tokens, scale_factor(settings.anthropic_expected_tokens, route.window)
-        )
-    }
+    factor = scale_factor(settings.anthropic_expected_tokens, route.window)
+    return {"input_tokens": scale_count(services.counter.count_request(canonical), factor)}
 
 
 def complete(services: Services, canonical: c.Request, client: ClientFormat, key: str) -> Response:
