@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -47,18 +48,13 @@ def _parse_number(
             value = kind(raw.strip())
         except ValueError:
             raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ConfigError(f"{name}={raw!r} must be a finite number")
         if minimum is not None and value < minimum:  # type: ignore[operator]
             raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
         return value
 
     return parse
-
-
-def _parse_fraction(name: str, raw: str) -> float:
-    value = _parse_number(float)(name, raw)
-    if not 0.0 < value <= 1.0:
-        raise ConfigError(f"{name}={raw!r} must be a fraction between 0 and 1")
-    return value
 
 
 def _parse_url(name: str, raw: str) -> str:

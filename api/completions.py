@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -18,16 +19,10 @@ from flask import Blueprint, Response, request
 from api.auth import upstream_key
 from api.body import read_json_body
 from api.services import Services, get_services
-from context.scaling import (
-    sanitize_events,
-    sanitize_usage,
-    scale_count,
-    scale_events,
-    scale_factor,
-    scale_response,
-)
+from config import Settings
+from context.scaling import UsageReport, scale_count, scale_factor
 from context.validation import validate_conversation
-from errors import BadRequest
+from errors import BadRequest, UpstreamError, UpstreamUnavailable
 from upstream import anthropic_format, openai_format
 from upstream import canonical as c
 from upstream.routing import choose_route
@@ -94,8 +89,8 @@ def complete(services: Services, canonical: c.Request, client: ClientFormat, key
     if problems := validate_conversation(canonical["messages"], canonical.get("system")):  # type: ignore[arg-type]
         raise BadRequest("conversation is not valid: " + "; ".join(problems[:5]), param="messages")
     route = choose_route(canonical, services.settings)
-    factor = scale_factor(client.expected_window, route.window)
     estimate = services.counter.count_request(canonical)
+    report = UsageReport(estimate, route.window, scale_factor(client.expected_window, route.window))
     forwarded = {k: v for k, v in request.headers.items() if k.lower().startswith("anthropic-")}
     logger.debug(
         "route endpoint=%s model=%s stream=%s estimate=%d",
@@ -104,25 +99,41 @@ def complete(services: Services, canonical: c.Request, client: ClientFormat, key
         bool(canonical.get("stream")),
         estimate,
     )
-    if canonical.get("stream"):
-        events = services.upstream.open_stream(route, canonical, key, estimate, forwarded)
-        checked = sanitize_events(events, estimate, route.window)
-        frames = client.render_stream(scale_events(checked, factor), route.requested_model)
-        return _sse_response(frames, events)
-    response = services.upstream.complete(route, canonical, key, forwarded)
-    response["usage"] = sanitize_usage(response["usage"], estimate, route.window)
-    body = client.render_response(scale_response(response, factor), route.requested_model)
+    with _upstream_key_errors(services.settings):
+        if canonical.get("stream"):
+            events = services.upstream.open_stream(route, canonical, key, estimate, forwarded)
+            return _sse_response(events, report, client, route.requested_model)
+        response = services.upstream.complete(route, canonical, key, forwarded)
+    body = client.render_response(report.response(response), route.requested_model)
     return Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
 
 
-def _sse_response(frames: Iterator[bytes], upstream_events: Iterator[c.StreamEvent]) -> Response:
+@contextmanager
+def _upstream_key_errors(settings: Settings) -> Iterator[None]:
+    """With PROXY_API_KEYS the upstream key is the proxy's own: z.ai refusing it is our fault."""
+    try:
+        yield
+    except UpstreamError as error:
+        if error.status in (401, 403) and settings.proxy_api_keys:
+            logger.error("z.ai refused SERVER_API_KEY (status %s)", error.status)
+            raise UpstreamUnavailable("the proxy's upstream credentials were refused") from None
+        raise
+
+
+def _sse_response(
+    events: Iterator[c.StreamEvent], report: UsageReport, client: ClientFormat, model: str
+) -> Response:
     """Stream frames with every header set up front; the upstream is released however it ends."""
 
     def body() -> Iterator[bytes]:
         try:
-            yield from frames
+            yield from client.render_stream(report.events(events), model)
+        except Exception:  # the stream's boundary: nothing may end it without telling the client
+            logger.exception("stream conversion failed")
+            failure = c.error_event("the proxy could not convert the upstream stream")
+            yield from client.render_stream(iter([failure]), model)
         finally:
             # Runs when the stream ends and when the WSGI server closes us on client disconnect.
-            upstream_events.close()  # type: ignore[attr-defined]
+            events.close()  # type: ignore[attr-defined]
 
     return Response(body(), status=200, mimetype="text/event-stream", headers=SSE_HEADERS)

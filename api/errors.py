@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from errors import ErrorKind, ProxyError, kind_for_status
+from errors import BadRequest, ErrorKind, ProxyError, kind_for_status
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,14 @@ def _handle_http_exception(error: HTTPException) -> Response:
     return error_response(ProxyError(message, status=status, kind=kind_for_status(status)))
 
 
+def _handle_recursion(error: RecursionError) -> Response:
+    # JSON nested deeper than the interpreter can walk; json.loads accepts more than dumps does.
+    del error
+    return error_response(BadRequest("request body nests JSON too deeply"))
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the handlers that turn any raised error into a client-format JSON response."""
     app.register_error_handler(ProxyError, _handle_proxy_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(RecursionError, _handle_recursion)

@@ -1,13 +1,14 @@
-"""Usage scaling: report token figures against the window a client expects (DESIGN.md §4).
+"""Usage reporting: sanity-check upstream figures, then scale them to the client's window.
 
-reported = real × expected ÷ real_window, applied the same way to non-stream usage, every streamed
-usage figure and count_tokens. context_info keeps the real numbers and the factor.
+DESIGN.md §4: reported = real × expected ÷ real_window, applied the same way to non-stream usage,
+every streamed usage figure and count_tokens. context_info keeps the real numbers and the factor.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from upstream import canonical as c
@@ -36,49 +37,53 @@ def scale_count(tokens: int, factor: float) -> int:
 
 def scale_usage(usage: dict[str, Any], factor: float) -> dict[str, Any]:
     """A usage dict with every known token figure scaled."""
-    if factor == 1.0:
-        return dict(usage)
     return {
         k: scale_count(v, factor) if k in USAGE_KEYS and isinstance(v, int) else v
         for k, v in usage.items()
     }
 
 
-def scale_response(response: c.Response, factor: float) -> c.Response:
-    """A canonical response with its usage scaled."""
-    return response | {"usage": scale_usage(response["usage"], factor)}  # type: ignore[return-value]
+def sanitize_usage(usage: dict[str, Any], estimate: int, window: int) -> dict[str, Any]:
+    """Upstream usage with impossible figures replaced: input by our estimate, output by 0.
 
-
-def scale_events(events: Iterable[c.StreamEvent], factor: float) -> Iterator[c.StreamEvent]:
-    """Canonical stream events with every usage figure scaled, as they pass."""
-    for event in events:
-        if event["type"] == "message_start":
-            message = event["message"] | {"usage": scale_usage(event["message"]["usage"], factor)}
-            yield {"type": "message_start", "message": message}  # type: ignore[typeddict-item]
-        elif event["type"] == "message_delta" and event.get("usage"):
-            yield event | {"usage": scale_usage(event["usage"], factor)}  # type: ignore[misc]
-        else:
-            yield event
-
-
-def sanitize_usage(usage: c.Usage, estimate: int, window: int) -> c.Usage:
-    """Replace absurd upstream input figures (negative, far beyond the window) with our estimate."""
+    Impossible: not an integer, negative, far beyond the window, or an input of 0 (every real
+    request has input; z.ai sends 0 when it sends no usage at all).
+    """
     fixed = dict(usage)
-    for key in ("input_tokens", "output_tokens"):
-        value = fixed.get(key, 0)
-        if not isinstance(value, int) or value < 0 or value > window * ABSURD_WINDOWS:
-            logger.warning("absurd upstream usage %s=%s replaced", key, value)
-            fixed[key] = estimate if key == "input_tokens" else 0
-    return fixed  # type: ignore[return-value]
+    for key, replacement in (("input_tokens", estimate), ("output_tokens", 0)):
+        if key not in fixed:
+            continue
+        value = fixed[key]
+        absurd = not isinstance(value, int) or value < 0 or value > window * ABSURD_WINDOWS
+        if absurd or (key == "input_tokens" and value == 0):
+            if absurd:
+                logger.warning("absurd upstream usage %s=%r replaced", key, value)
+            fixed[key] = replacement
+    return fixed
 
 
-def sanitize_events(
-    events: Iterable[c.StreamEvent], estimate: int, window: int
-) -> Iterator[c.StreamEvent]:
-    """Stream events with absurd usage figures replaced, as sanitize_usage does for responses."""
-    for event in events:
-        if event["type"] == "message_delta" and event.get("usage"):
-            fixed = sanitize_usage(event["usage"], estimate, window)  # type: ignore[arg-type]
-            yield event | {"usage": fixed}  # type: ignore[misc]
-        else:
-            yield event
+@dataclass(frozen=True)
+class UsageReport:
+    """How one request's upstream usage becomes what its client sees: checked, then scaled."""
+
+    estimate: int
+    window: int
+    factor: float
+
+    def usage(self, usage: dict[str, Any]) -> dict[str, Any]:
+        return scale_usage(sanitize_usage(usage, self.estimate, self.window), self.factor)
+
+    def response(self, response: c.Response) -> c.Response:
+        """A canonical response with its usage reported."""
+        return response | {"usage": self.usage(dict(response["usage"]))}  # type: ignore[return-value]
+
+    def events(self, events: Iterable[c.StreamEvent]) -> Iterator[c.StreamEvent]:
+        """Canonical stream events with every usage figure reported, as they pass."""
+        for event in events:
+            if event["type"] == "message_start":
+                message = event["message"] | {"usage": self.usage(dict(event["message"]["usage"]))}
+                yield {"type": "message_start", "message": message}  # type: ignore[typeddict-item]
+            elif event["type"] == "message_delta" and event.get("usage"):
+                yield event | {"usage": self.usage(event["usage"])}  # type: ignore[misc]
+            else:
+                yield event

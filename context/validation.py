@@ -118,7 +118,8 @@ def _image_problems(where: str, block: dict[str, Any]) -> Problems:
         return [f"{where}.source: must be an object"]
     if source.get("type") == "base64":
         problems = []
-        if source.get("media_type") not in IMAGE_MEDIA_TYPES:
+        media_type = source.get("media_type")
+        if not isinstance(media_type, str) or media_type not in IMAGE_MEDIA_TYPES:
             media = source.get("media_type")
             problems.append(f"{where}.source.media_type: unsupported image type {media!r}")
         if not _nonempty_str(source.get("data")):

@@ -157,7 +157,7 @@ def _option_breakage() -> Iterator[dict[str, Any]]:
         {"reasoning_effort": 3},
         {"thinking": "on"},
         {"thinking": {"type": "maybe"}},
-        {"thinking": {"type": "enabled", "budget_tokens": 10}},
+        {"thinking": {"type": "enabled", "budget_tokens": "lots"}},
         {"temperature": 2.5},
         {"top_p": 1.5},
         {"max_tokens": 0},

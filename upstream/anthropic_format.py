@@ -14,7 +14,13 @@ from typing import Any
 
 from errors import BadRequest
 from upstream import canonical as c
-from upstream.blocks import merge_roles, sampling_for_zai, system_note
+from upstream.blocks import (
+    DEFAULT_THINKING_BUDGET,
+    fold_system_message,
+    merge_roles,
+    parse_thinking,
+    sampling_for_zai,
+)
 from upstream.fields import (
     get_bool,
     get_int,
@@ -65,9 +71,6 @@ CLIENT_FIELDS = frozenset(
 PASSTHROUGH_BLOCKS = frozenset(
     {"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"}
 )
-# Thinking budget for `thinking: {"type": "adaptive"}`, which z.ai does not know.
-ADAPTIVE_THINKING_BUDGET = 16000
-MIN_THINKING_BUDGET = 1024
 UNSIGNED_REASONING_PREFIX = "[earlier reasoning]\n"
 
 
@@ -118,9 +121,16 @@ def _copy_options(body: dict[str, Any], request: c.Request) -> None:
         if tools := [t for t in tools if t is not None]:
             request["tools"] = tools
     if body.get("tool_choice") is not None:
-        request["tool_choice"] = _parse_tool_choice(body["tool_choice"])
+        choice = _parse_tool_choice(body["tool_choice"])
+        names = {t["name"] for t in request.get("tools", [])}
+        if choice["type"] != "tool" or choice.get("name") in names:
+            request["tool_choice"] = choice
+        else:
+            logger.debug("normalised: left out tool_choice naming a tool z.ai does not have")
     if body.get("thinking") is not None:
-        request["thinking"] = _parse_thinking(body["thinking"], request["max_tokens"])
+        request["thinking"] = parse_thinking(
+            body["thinking"], request["max_tokens"], DEFAULT_THINKING_BUDGET
+        )
     if body.get("metadata") is not None:
         request["metadata"] = require_object(body["metadata"], "metadata")
 
@@ -145,12 +155,7 @@ def _parse_messages(raw: list[Any], system: list[c.TextBlock]) -> list[c.Message
         content = _parse_content(message.get("content"), f"{path}.content")
         if role == "system":
             # Claude Code sends reminders as mid-conversation system messages; z.ai refuses them.
-            text = c.text_of(content)
-            if not messages:
-                system.extend([{"type": "text", "text": text}] if text.strip() else [])
-            elif text.strip():
-                messages.append({"role": "user", "content": [system_note(text)]})
-            logger.debug("normalised: folded the system message at %s", path)
+            fold_system_message(c.text_of(content), system, messages)
         elif role in ("user", "assistant"):
             messages.append({"role": role, "content": content})
         else:
@@ -237,29 +242,6 @@ def _parse_tool_choice(choice: Any) -> c.ToolChoice:
     return parsed
 
 
-def _parse_thinking(thinking: Any, max_tokens: int) -> dict[str, Any]:
-    thinking = require_object(thinking, "thinking")
-    kind = get_str(thinking, "type", "thinking", required=True)
-    if kind == "disabled":
-        return {"type": "disabled"}
-    if kind == "adaptive":
-        logger.debug("normalised: adaptive thinking became an explicit budget")
-        budget = ADAPTIVE_THINKING_BUDGET
-    elif kind == "enabled":
-        budget = (
-            get_int(thinking, "budget_tokens", "thinking", minimum=1) or ADAPTIVE_THINKING_BUDGET
-        )
-    else:
-        raise BadRequest(
-            "thinking.type must be enabled, adaptive or disabled", param="thinking.type"
-        )
-    # The budget must stay below max_tokens; with no room left, thinking is off.
-    budget = min(budget, max_tokens - 1)
-    if budget < MIN_THINKING_BUDGET:
-        return {"type": "disabled"}
-    return {"type": "enabled", "budget_tokens": budget}
-
-
 # ============================================================================ canonical → upstream
 
 
@@ -297,18 +279,37 @@ def _unsigned_thinking_as_text(message: c.Message) -> c.Message:
 
 
 def parse_response(body: dict[str, Any]) -> c.Response:
-    """Read a Messages response from the upstream into a canonical response."""
+    """Read a Messages response from the upstream into a canonical response.
+
+    Raises ValueError when a content block lacks what its type needs.
+    """
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     return {
         "id": str(body.get("id") or f"msg_{uuid.uuid4().hex}"),
         "type": "message",
         "role": "assistant",
         "model": str(body.get("model", "")),
-        "content": [b for b in body.get("content") or [] if isinstance(b, dict)],
+        "content": [_checked_block(b) for b in body.get("content") or []],
         "stop_reason": body.get("stop_reason") or "end_turn",
         "stop_sequence": body.get("stop_sequence"),
-        "usage": _usage(usage),
+        "usage": _usage(usage or {}),
     }
+
+
+# What each block type of a response must carry, and the type it must have.
+RESPONSE_BLOCK_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
+    "text": (("text", str),),
+    "thinking": (("thinking", str),),
+    "redacted_thinking": (("data", str),),
+    "tool_use": (("id", str), ("name", str), ("input", dict)),
+}
+
+
+def _checked_block(block: Any) -> c.ContentBlock:
+    fields = RESPONSE_BLOCK_FIELDS.get(block.get("type")) if isinstance(block, dict) else None
+    if fields is None or not all(isinstance(block.get(k), kind) for k, kind in fields):
+        raise ValueError(f"malformed upstream content block: {str(block)[:200]}")
+    return block  # type: ignore[no-any-return]
 
 
 def _usage(raw: dict[str, Any]) -> c.Usage:
@@ -332,7 +333,7 @@ def parse_stream(events: Iterable[SSEEvent], input_estimate: int) -> Iterator[c.
         payload = json.loads(sse.data)
         kind = payload.get("type") if isinstance(payload, dict) else None
         if kind == "error":
-            yield {"type": "error", "error": _error_body(payload.get("error"))}
+            yield c.upstream_error_event(payload.get("error"))
             return
         if kind not in STREAM_EVENT_TYPES:
             logger.debug("skipping unknown upstream stream event %r", kind)
@@ -342,10 +343,7 @@ def parse_stream(events: Iterable[SSEEvent], input_estimate: int) -> Iterator[c.
         finished = kind == "message_stop"
         yield payload
     if not finished:
-        yield {
-            "type": "error",
-            "error": {"type": "api_error", "message": "upstream stream ended early"},
-        }
+        yield c.error_event("upstream stream ended early")
 
 
 def _fill_start_usage(payload: dict[str, Any], input_estimate: int) -> None:
@@ -354,15 +352,6 @@ def _fill_start_usage(payload: dict[str, Any], input_estimate: int) -> None:
     if not usage.get("input_tokens"):
         usage["input_tokens"] = input_estimate
     usage.setdefault("output_tokens", 0)
-
-
-def _error_body(error: Any) -> dict[str, str]:
-    if isinstance(error, dict):
-        return {
-            "type": str(error.get("type") or "api_error"),
-            "message": str(error.get("message") or error),
-        }
-    return {"type": "api_error", "message": str(error)}
 
 
 # ============================================================================ canonical → client

@@ -6,7 +6,9 @@ import json
 import logging
 from typing import Any
 
+from errors import BadRequest
 from upstream import canonical as c
+from upstream.fields import get_int, get_str, require_object
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +41,25 @@ def _without_empty_text(blocks: list[c.ContentBlock]) -> list[c.ContentBlock]:
     return kept
 
 
-def system_note(text: str) -> c.TextBlock:
-    """A mid-conversation system instruction, kept in place as a marked user text block."""
-    return {"type": "text", "text": f"<system-reminder>\n{text}\n</system-reminder>"}
+def fold_system_message(text: str, system: list[c.TextBlock], messages: list[c.Message]) -> None:
+    """Place a system message z.ai would refuse inside the conversation.
+
+    Before any turn it extends the system prompt; later it keeps its place (and so its meaning
+    in the order of events) as a marked user note.
+    """
+    if not text.strip():
+        return
+    if not messages:
+        system.append({"type": "text", "text": text})
+    else:
+        note: c.TextBlock = {
+            "type": "text",
+            "text": f"<system-reminder>\n{text}\n</system-reminder>",
+        }
+        messages.append({"role": "user", "content": [note]})
+    logger.debug(
+        "normalised: folded a system message into the %s", "notes" if messages else "system"
+    )
 
 
 def _results_first(blocks: list[c.ContentBlock]) -> list[c.ContentBlock]:
@@ -85,3 +103,32 @@ def sampling_for_zai(request: c.Request) -> dict[str, float]:
         for key in ("temperature", "top_p")
         if key in request
     }
+
+
+# Thinking: z.ai takes {"type": "enabled", "budget_tokens": N} with N below max_tokens.
+DEFAULT_THINKING_BUDGET = 16000
+MIN_THINKING_BUDGET = 1024
+DISABLED_THINKING = {"type": "disabled"}
+
+
+def parse_thinking(thinking: Any, max_tokens: int, default_budget: int) -> dict[str, Any]:
+    """A client's thinking object (enabled, adaptive or disabled) in the form z.ai accepts."""
+    thinking = require_object(thinking, "thinking")
+    kind = get_str(thinking, "type", "thinking", required=True)
+    if kind == "disabled":
+        return dict(DISABLED_THINKING)
+    if kind == "adaptive":
+        logger.debug("normalised: adaptive thinking became an explicit budget")
+        return thinking_budget(default_budget, max_tokens)
+    if kind == "enabled":
+        budget = get_int(thinking, "budget_tokens", "thinking", minimum=1)
+        return thinking_budget(budget or default_budget, max_tokens)
+    raise BadRequest("thinking.type must be enabled, adaptive or disabled", param="thinking.type")
+
+
+def thinking_budget(budget: int, max_tokens: int) -> dict[str, Any]:
+    """Thinking with `budget` kept below max_tokens; off when too little room is left."""
+    budget = min(budget, max_tokens - 1)
+    if budget < MIN_THINKING_BUDGET:
+        return dict(DISABLED_THINKING)
+    return {"type": "enabled", "budget_tokens": budget}

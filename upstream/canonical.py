@@ -193,3 +193,16 @@ def has_image(message: Message) -> bool:
             if any(part["type"] == "image" for part in block["content"]):  # type: ignore[union-attr]
                 return True
     return False
+
+
+def error_event(message: str, kind: str = "api_error") -> ErrorEvent:
+    """A stream error event."""
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def upstream_error_event(error: object) -> ErrorEvent:
+    """A stream error event from an upstream's error payload (an object or a bare message)."""
+    if isinstance(error, dict):
+        message = error.get("message") or str(error)
+        return error_event(str(message), str(error.get("type") or "api_error"))
+    return error_event(str(error))

@@ -91,19 +91,12 @@ class UpstreamClient:
         wire = WIRE_FORMATS[route.endpoint]
         body = wire.render_request(request | {"stream": False}, route.model)  # type: ignore[arg-type]
         response = self._post(route, body, api_key, headers or {}, stream=False)
+        payload = _json_answer(response)
         try:
-            payload = response.json()
-        except ValueError:
-            raise UpstreamUnavailable("upstream returned a body that is not JSON") from None
-        if not isinstance(payload, dict):
-            raise UpstreamUnavailable("upstream returned an unexpected JSON body")
-        if payload.get("error") and not ("choices" in payload or "content" in payload):
-            # z.ai sometimes reports a failure inside a 200 answer.
-            message = (
-                payload["error"].get("message") if isinstance(payload["error"], dict) else None
-            )
-            raise UpstreamUnavailable(f"upstream error: {message or payload['error']}")
-        return wire.parse_response(payload)
+            return wire.parse_response(payload)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            logger.warning("malformed upstream answer: %s", exc)
+            raise UpstreamUnavailable("upstream returned a malformed answer") from None
 
     def open_stream(
         self,
@@ -117,6 +110,13 @@ class UpstreamClient:
         wire = WIRE_FORMATS[route.endpoint]
         body = wire.render_request(request | {"stream": True}, route.model)  # type: ignore[arg-type]
         response = self._post(route, body, api_key, headers or {}, stream=True)
+        if "json" in response.headers.get("Content-Type", ""):
+            # Asked for a stream, z.ai answered JSON: an error reported with status 200.
+            try:
+                _json_answer(response)
+            finally:
+                response.close()
+            raise UpstreamUnavailable("upstream answered a stream request without a stream")
         return self._events(response, wire, input_estimate)
 
     def close(self) -> None:
@@ -139,7 +139,7 @@ class UpstreamClient:
             # session.send skips per-call environment and cookie merging (~0.2 ms a request).
             response = self._session.send(prepared, timeout=self._timeout, stream=stream)
         except requests.Timeout:
-            raise UpstreamTimeout(f"upstream did not answer within {self._timeout[1]:g}s") from None
+            raise UpstreamTimeout("upstream did not answer in time") from None
         except requests.RequestException as exc:
             logger.warning("upstream unreachable: %s", type(exc).__name__)
             raise UpstreamUnavailable("upstream is unreachable") from None
@@ -164,12 +164,28 @@ class UpstreamClient:
                 yield event
         except requests.RequestException as exc:
             logger.warning("upstream stream failed: %s", type(exc).__name__)
-            yield error_event(UpstreamUnavailable("upstream stream was interrupted"))
+            yield c.error_event("upstream stream was interrupted")
         except ValueError:
             logger.warning("upstream stream carried invalid JSON")
-            yield error_event(UpstreamUnavailable("upstream stream carried invalid data"))
+            yield c.error_event("upstream stream carried invalid data")
         finally:
             response.close()
+
+
+def _json_answer(response: requests.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; 502 when it is not one or reports an error inside."""
+    try:
+        payload = response.json()
+    except ValueError:
+        raise UpstreamUnavailable("upstream returned a body that is not JSON") from None
+    if not isinstance(payload, dict):
+        raise UpstreamUnavailable("upstream returned an unexpected JSON body")
+    error = payload.get("error")
+    if error and not ("choices" in payload or "content" in payload):
+        # z.ai sometimes reports a failure inside a 200 answer.
+        message = error.get("message") if isinstance(error, dict) else error
+        raise UpstreamUnavailable(f"upstream error: {message}")
+    return payload
 
 
 def _auth_headers(endpoint: Endpoint, api_key: str, extra: dict[str, str]) -> dict[str, str]:
@@ -212,8 +228,3 @@ def _error_message(response: requests.Response) -> tuple[str, str | None]:
             code
         ) if code is not None else None
     return str(error)[:500], None
-
-
-def error_event(error: ProxyError) -> c.ErrorEvent:
-    """A ProxyError as a canonical stream error event."""
-    return {"type": "error", "error": {"type": error.kind.value, "message": error.message}}

@@ -14,13 +14,16 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from errors import BadRequest
+from errors import BadRequest, UpstreamUnavailable
 from upstream import canonical as c
 from upstream.blocks import (
+    DISABLED_THINKING,
+    fold_system_message,
     merge_roles,
+    parse_thinking,
     parse_tool_arguments,
     sampling_for_zai,
-    system_note,
+    thinking_budget,
     tool_result_text,
 )
 from upstream.fields import (
@@ -54,6 +57,9 @@ STOP_TO_FINISH = {
 # reasoning_effort has no z.ai equivalent; these budgets give the model room in proportion.
 EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
 DONE = "[DONE]"
+CONVERSATION_START = "(conversation start)"
+# z.ai's finish_reason when generation broke off on its side: the answer is incomplete.
+NETWORK_ERROR = "network_error"
 
 
 # ============================================================================ client → canonical
@@ -73,6 +79,11 @@ def parse_request(body: Any, default_max_tokens: int) -> c.Request:
         raise BadRequest(
             "messages must hold a user or assistant message with content", param="messages"
         )
+    if messages[0]["role"] == "assistant":
+        # Chat clients may open with the assistant's greeting; z.ai wants a user turn first.
+        messages.insert(
+            0, {"role": "user", "content": [{"type": "text", "text": CONVERSATION_START}]}
+        )
     max_tokens = get_int(body, "max_completion_tokens", minimum=1) or get_int(
         body, "max_tokens", minimum=1
     )
@@ -91,7 +102,7 @@ def parse_request(body: Any, default_max_tokens: int) -> c.Request:
         ]
     if (choice := _parse_tool_choice(body)) is not None:
         request["tool_choice"] = choice
-    if (thinking := _parse_thinking(body)) is not None:
+    if (thinking := _parse_thinking(body, request["max_tokens"])) is not None:
         request["thinking"] = thinking
     if isinstance(body.get("user"), str):
         request["metadata"] = {"user_id": body["user"]}
@@ -116,29 +127,22 @@ def _copy_sampling(body: dict[str, Any], request: c.Request) -> None:
         request["stop_sequences"] = stop
 
 
-def _parse_thinking(body: dict[str, Any]) -> dict[str, Any] | None:
-    # z.ai's own extension `thinking: {"type": "enabled"}` passes through; reasoning_effort maps.
-    thinking = body.get("thinking")
-    if thinking is not None:
-        thinking = require_object(thinking, "thinking")
-        kind = get_str(thinking, "type", "thinking", required=True)
-        if kind not in ("enabled", "disabled"):
-            raise BadRequest("thinking.type must be 'enabled' or 'disabled'", param="thinking.type")
-        if kind == "disabled":
-            return {"type": "disabled"}
-        budget = get_int(thinking, "budget_tokens", "thinking", minimum=1024)
-        return {"type": "enabled", "budget_tokens": budget or EFFORT_BUDGETS["medium"]}
+def _parse_thinking(body: dict[str, Any], max_tokens: int) -> dict[str, Any] | None:
+    # z.ai's own extension `thinking: {...}` is read as Messages clients send it; the OpenAI
+    # `reasoning_effort` becomes a budget.
+    if body.get("thinking") is not None:
+        return parse_thinking(body["thinking"], max_tokens, EFFORT_BUDGETS["medium"])
     effort = get_str(body, "reasoning_effort", "")
     if effort is None:
         return None
     if effort == "none":
-        return {"type": "disabled"}
+        return dict(DISABLED_THINKING)
     if effort not in EFFORT_BUDGETS:
         raise BadRequest(
             f"reasoning_effort must be one of none, {', '.join(EFFORT_BUDGETS)}",
             param="reasoning_effort",
         )
-    return {"type": "enabled", "budget_tokens": EFFORT_BUDGETS[effort]}
+    return thinking_budget(EFFORT_BUDGETS[effort], max_tokens)
 
 
 def _parse_tool(tool: Any, path: str) -> c.Tool:
@@ -174,7 +178,7 @@ def _parse_tool_choice(body: dict[str, Any]) -> c.ToolChoice | None:
             "tool_choice must be 'auto', 'none', 'required' or a function object",
             param="tool_choice",
         )
-    if body.get("parallel_tool_calls") is False:
+    if body.get("parallel_tool_calls") is False and (parsed is None or parsed["type"] != "none"):
         parsed = parsed or {"type": "auto"}
         parsed["disable_parallel_tool_use"] = True
     return parsed
@@ -189,12 +193,9 @@ def _parse_messages(raw: list[Any]) -> tuple[list[c.TextBlock], list[c.Message]]
         message = require_object(message, path)
         role = message.get("role")
         if role in ("system", "developer"):
-            text = _plain_text(message.get("content"), f"{path}.content")
-            if not messages:
-                system.extend([{"type": "text", "text": text}] if text.strip() else [])
-            elif text.strip():
-                # A system message mid-conversation keeps its place as a marked user note.
-                messages.append({"role": "user", "content": [system_note(text)]})
+            fold_system_message(
+                _plain_text(message.get("content"), f"{path}.content"), system, messages
+            )
         elif role == "user":
             messages.append({"role": "user", "content": _parse_user_content(message, path)})
         elif role == "assistant":
@@ -270,7 +271,8 @@ def parse_image_url(url: str, path: str) -> c.ImageSource:
 def _parse_assistant(message: dict[str, Any], path: str) -> list[c.ContentBlock]:
     blocks: list[c.ContentBlock] = []
     if reasoning := get_str(message, "reasoning_content", path):
-        blocks.append({"type": "thinking", "thinking": reasoning})
+        # No model signed this; the empty signature marks it as reasoning to carry as text.
+        blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
     content = message.get("content")
     if content is not None:
         text = _plain_text(content, f"{path}.content")
@@ -322,10 +324,13 @@ def render_request(request: c.Request, model: str) -> dict[str, Any]:
     if system := c.text_of(request.get("system", [])):  # type: ignore[arg-type]
         messages.append({"role": "system", "content": system})
     for message in request["messages"]:
-        if message["role"] == "assistant":
-            messages.append(_render_assistant(message["content"]))
-        else:
+        if message["role"] == "user":
             messages.extend(_render_user(message["content"]))
+        elif (assistant := _render_assistant(message["content"]))[
+            "content"
+        ] or "tool_calls" in assistant:
+            # A turn of only (redacted) reasoning says nothing the OpenAI format can carry.
+            messages.append(assistant)
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -382,9 +387,13 @@ def _render_assistant(blocks: list[c.ContentBlock]) -> dict[str, Any]:
     return message
 
 
+def _arguments(tool_input: dict[str, Any]) -> str:
+    return json.dumps(tool_input, ensure_ascii=False, separators=(",", ":")) if tool_input else ""
+
+
 def render_tool_call(block: c.ToolUseBlock) -> dict[str, Any]:
     """A tool_use block as an OpenAI tool_calls entry."""
-    arguments = json.dumps(block["input"], ensure_ascii=False, separators=(",", ":"))
+    arguments = _arguments(block["input"]) or "{}"
     return {
         "id": block["id"],
         "type": "function",
@@ -438,24 +447,24 @@ def _render_part(block: c.TextBlock | c.ImageBlock) -> dict[str, Any]:
 
 
 def parse_response(body: dict[str, Any]) -> c.Response:
-    """Read a chat.completion body from the upstream into a canonical response."""
-    choice = (body.get("choices") or [{}])[0]
+    """Read a chat.completion body from the upstream into a canonical response.
+
+    Raises ValueError for a body without a usable choice, UpstreamUnavailable when z.ai reports
+    that its side of the generation failed.
+    """
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ValueError("chat.completion without a choice")
+    choice = choices[0]
+    if choice.get("finish_reason") == NETWORK_ERROR:
+        raise UpstreamUnavailable("upstream reported a network error mid-generation")
     message = choice.get("message") or {}
     content: list[c.ContentBlock] = []
-    if reasoning := message.get("reasoning_content"):
+    if reasoning := _text_content(message.get("reasoning_content")):
         content.append({"type": "thinking", "thinking": reasoning})
-    if text := message.get("content"):
+    if text := _text_content(message.get("content")):
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        content.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id") or _tool_id(),
-                "name": function.get("name", ""),
-                "input": parse_tool_arguments(function.get("arguments") or ""),
-            }
-        )
+    content.extend(_parse_upstream_call(call) for call in message.get("tool_calls") or [])
     return {
         "id": str(body.get("id") or uuid.uuid4().hex),
         "type": "message",
@@ -468,16 +477,38 @@ def parse_response(body: dict[str, Any]) -> c.Response:
     }
 
 
+def _text_content(value: Any) -> str:
+    """Message text that may arrive as a string or as a list of text parts."""
+    if isinstance(value, list):
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    return value if isinstance(value, str) else ""
+
+
+def _parse_upstream_call(call: dict[str, Any]) -> c.ToolUseBlock:
+    function = call.get("function") or {}
+    arguments = function.get("arguments") or ""
+    return {
+        "type": "tool_use",
+        "id": call.get("id") or _tool_id(),
+        "name": str(function.get("name") or ""),
+        "input": arguments if isinstance(arguments, dict) else parse_tool_arguments(str(arguments)),
+    }
+
+
 def parse_usage(usage: Any) -> c.Usage:
-    """OpenAI usage figures as canonical usage (missing figures are 0)."""
+    """OpenAI usage as canonical usage (missing figures are 0).
+
+    OpenAI's prompt_tokens include cached tokens; Anthropic's input_tokens do not.
+    """
     usage = usage if isinstance(usage, dict) else {}
+    details = usage.get("prompt_tokens_details")
+    cached = _int_or_zero(details.get("cached_tokens")) if isinstance(details, dict) else 0
     parsed: c.Usage = {
-        "input_tokens": _int_or_zero(usage.get("prompt_tokens")),
+        "input_tokens": max(0, _int_or_zero(usage.get("prompt_tokens")) - cached),
         "output_tokens": _int_or_zero(usage.get("completion_tokens")),
     }
-    details = usage.get("prompt_tokens_details")
-    if isinstance(details, dict) and details.get("cached_tokens"):
-        parsed["cache_read_input_tokens"] = _int_or_zero(details["cached_tokens"])
+    if cached:
+        parsed["cache_read_input_tokens"] = cached
     return parsed
 
 
@@ -497,15 +528,12 @@ def parse_stream(events: Iterable[SSEEvent], input_estimate: int) -> Iterator[c.
             break
         chunk = json.loads(event.data)
         if isinstance(chunk, dict) and chunk.get("error"):
-            yield _stream_error(chunk["error"])
+            yield c.upstream_error_event(chunk["error"])
             return
         yield from state.feed(chunk)
+        if state.failed:
+            return
     yield from state.finish()
-
-
-def _stream_error(error: Any) -> c.ErrorEvent:
-    message = error.get("message") if isinstance(error, dict) else str(error)
-    return {"type": "error", "error": {"type": "api_error", "message": str(message or error)}}
 
 
 class _StreamState:
@@ -525,6 +553,7 @@ class _StreamState:
         self.calls: dict[int, dict[str, Any]] = {}  # OpenAI index → {"id","name","args","done"}
         self.stop_reason: c.StopReason | None = None
         self.usage: c.Usage = {"input_tokens": 0, "output_tokens": 0}
+        self.failed = False
 
     def feed(self, chunk: dict[str, Any]) -> Iterator[c.StreamEvent]:
         if not self.started:
@@ -542,22 +571,21 @@ class _StreamState:
             for call in delta.get("tool_calls") or []:
                 yield from self._stream_call(call)
             if reason := choice.get("finish_reason"):
+                if reason == NETWORK_ERROR:
+                    self.failed = True
+                    yield from self._close()
+                    yield c.error_event("upstream reported a network error mid-generation")
+                    return
                 self.stop_reason = FINISH_TO_STOP.get(reason, "end_turn")
                 yield from self._close()
 
     def finish(self) -> Iterator[c.StreamEvent]:
         if not self.started:
-            yield {
-                "type": "error",
-                "error": {"type": "api_error", "message": "upstream stream ended before any data"},
-            }
+            yield c.error_event("upstream stream ended before any data")
             return
         yield from self._close()
         if self.stop_reason is None:
-            yield {
-                "type": "error",
-                "error": {"type": "api_error", "message": "upstream stream ended early"},
-            }
+            yield c.error_event("upstream stream ended early")
             return
         yield {
             "type": "message_delta",
@@ -695,14 +723,16 @@ def render_response(
 
 
 def render_usage(usage: c.Usage | dict[str, int]) -> dict[str, Any]:
-    """Canonical usage as OpenAI usage."""
-    prompt, completion = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+    """Canonical usage as OpenAI usage, whose prompt_tokens include cached tokens."""
+    cached = usage.get("cache_read_input_tokens", 0)
+    prompt = usage.get("input_tokens", 0) + cached + usage.get("cache_creation_input_tokens", 0)
+    completion = usage.get("output_tokens", 0)
     rendered: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
-    if cached := usage.get("cache_read_input_tokens"):
+    if cached:
         rendered["prompt_tokens_details"] = {"cached_tokens": cached}
     return rendered
 
@@ -732,7 +762,6 @@ class _ChunkRenderer:
         self.id = _completion_id(uuid.uuid4().hex)
         self.created = int(time.time())
         self.tool_index = -1
-        self.block_kinds: dict[int, str] = {}
         self.usage: dict[str, int] = {}
 
     def chunk(
@@ -782,7 +811,6 @@ class _ChunkRenderer:
 
     def _block_start(self, event: c.ContentBlockStartEvent) -> list[dict[str, Any]]:
         block = event["content_block"]
-        self.block_kinds[event["index"]] = block["type"]
         if block["type"] != "tool_use":
             return []
         self.tool_index += 1
@@ -790,7 +818,8 @@ class _ChunkRenderer:
             "index": self.tool_index,
             "id": block["id"],
             "type": "function",
-            "function": {"name": block["name"], "arguments": ""},
+            # Arguments that came whole in the block's start (no deltas follow) go out here.
+            "function": {"name": block["name"], "arguments": _arguments(block["input"])},
         }
         return [self.chunk({"tool_calls": [call]})]
 

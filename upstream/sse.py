@@ -95,12 +95,17 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
         yield event
 
 
+# Characters JSON leaves raw under ensure_ascii=False that str.splitlines() treats as line breaks;
+# clients reading SSE with requests' iter_lines(decode_unicode=True) would split events on them.
+_LINE_BREAK_ESCAPES = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
 def encode_sse(data: Any, event: str | None = None) -> bytes:
     """One SSE frame: optional `event:` line and a compact JSON (or literal string) `data:` line."""
-    payload = (
-        data
-        if isinstance(data, str)
-        else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    )
+    if isinstance(data, str):
+        payload = data
+    else:
+        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        payload = payload.translate(_LINE_BREAK_ESCAPES)
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {payload}\n\n".encode()

@@ -1,17 +1,10 @@
-"""Usage scaling: one factor, applied the same way to responses and every streamed figure."""
+"""Usage reporting: one check and one factor, alike for responses and every streamed figure."""
 
 from __future__ import annotations
 
 import pytest
 
-from context.scaling import (
-    sanitize_events,
-    sanitize_usage,
-    scale_count,
-    scale_events,
-    scale_factor,
-    scale_response,
-)
+from context.scaling import UsageReport, sanitize_usage, scale_count, scale_factor
 
 
 @pytest.mark.parametrize(
@@ -27,18 +20,17 @@ def test_scale_count(expected: int, real: int, tokens: int, reported: int) -> No
     assert scale_count(tokens, scale_factor(expected, real)) == reported
 
 
-def test_stream_and_response_scale_identically() -> None:
-    factor = scale_factor(100000, 200000)
+def test_stream_and_response_are_reported_identically() -> None:
+    report = UsageReport(estimate=10, window=200000, factor=scale_factor(100000, 200000))
     usage = {"input_tokens": 801, "output_tokens": 33, "cache_read_input_tokens": 400}
-    response = scale_response({"usage": usage}, factor)  # type: ignore[arg-type]
+    response = report.response({"usage": usage})  # type: ignore[arg-type]
     events = list(
-        scale_events(
+        report.events(
             [
                 {"type": "message_start", "message": {"usage": dict(usage)}},
                 {"type": "message_delta", "delta": {}, "usage": dict(usage)},
                 {"type": "message_stop"},
-            ],  # type: ignore[list-item]
-            factor,
+            ]  # type: ignore[list-item]
         )
     )
     assert response["usage"] == events[0]["message"]["usage"] == events[1]["usage"]
@@ -55,20 +47,11 @@ def test_stream_and_response_scale_identically() -> None:
     [
         ({"input_tokens": -5, "output_tokens": 3}, {"input_tokens": 77, "output_tokens": 3}),
         ({"input_tokens": 10**9, "output_tokens": 3}, {"input_tokens": 77, "output_tokens": 3}),
-        ({"input_tokens": 5000, "output_tokens": 3}, {"input_tokens": 5000, "output_tokens": 3}),
+        ({"input_tokens": None, "output_tokens": 3}, {"input_tokens": 77, "output_tokens": 3}),
+        ({"input_tokens": 0, "output_tokens": 3}, {"input_tokens": 77, "output_tokens": 3}),
+        ({"input_tokens": 5000, "output_tokens": -1}, {"input_tokens": 5000, "output_tokens": 0}),
+        ({"output_tokens": 9}, {"output_tokens": 9}),
     ],
 )
-def test_absurd_usage_is_replaced_by_the_estimate(usage: dict, fixed: dict) -> None:
-    assert sanitize_usage(usage, estimate=77, window=200000) == fixed  # type: ignore[arg-type]
-
-
-def test_stream_usage_is_sanitized_like_response_usage() -> None:
-    events = [
-        {"type": "message_delta", "delta": {}, "usage": {"input_tokens": None, "output_tokens": 5}},
-        {"type": "message_delta", "delta": {}, "usage": {"output_tokens": -1}},
-        {"type": "message_stop"},
-    ]
-    out = list(sanitize_events(events, estimate=42, window=1000))  # type: ignore[arg-type]
-    assert out[0]["usage"] == {"input_tokens": 42, "output_tokens": 5}
-    assert out[1]["usage"] == {"output_tokens": 0}
-    assert out[2] == {"type": "message_stop"}
+def test_impossible_usage_is_replaced(usage: dict, fixed: dict) -> None:
+    assert sanitize_usage(usage, estimate=77, window=200000) == fixed

@@ -276,3 +276,11 @@ def test_anthropic_upstream_stream_with_zero_input_tokens_gets_the_estimate() ->
     )
     assert events[0]["message"]["usage"]["input_tokens"] == 77  # type: ignore[typeddict-item]
     assert events[-1]["type"] == "error"
+
+
+def test_tool_choice_naming_a_left_out_server_tool_is_left_out_too() -> None:
+    request = parse(
+        tools=[{"type": "web_search_20250305", "name": "web_search"}],
+        tool_choice={"type": "tool", "name": "web_search"},
+    )
+    assert "tool_choice" not in request and "tools" not in request

@@ -101,7 +101,7 @@ PARSE_CASES = [
             {
                 "role": "assistant",
                 "content": [
-                    {"type": "thinking", "thinking": "two cities"},
+                    {"type": "thinking", "thinking": "two cities", "signature": ""},
                     {"type": "tool_use", "id": "c1", "name": "w", "input": {"city": "Oslo"}},
                     {"type": "tool_use", "id": "c2", "name": "w", "input": {"city": "Rome"}},
                 ],
@@ -188,8 +188,19 @@ PARAM_CASES = [
         {"parallel_tool_calls": False},
         {"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}},
     ),
-    ({"reasoning_effort": "high"}, {"thinking": {"type": "enabled", "budget_tokens": 16384}}),
-    ({"thinking": {"type": "enabled"}}, {"thinking": {"type": "enabled", "budget_tokens": 8192}}),
+    (
+        {"reasoning_effort": "high", "max_tokens": 50000},
+        {"thinking": {"type": "enabled", "budget_tokens": 16384}},
+    ),
+    (
+        {"thinking": {"type": "enabled"}, "max_tokens": 50000},
+        {"thinking": {"type": "enabled", "budget_tokens": 8192}},
+    ),
+    ({"reasoning_effort": "high", "max_tokens": 100}, {"thinking": {"type": "disabled"}}),
+    (
+        {"thinking": {"type": "enabled"}, "max_tokens": 4000},
+        {"thinking": {"type": "enabled", "budget_tokens": 3999}},
+    ),
     ({"thinking": {"type": "disabled"}}, {"thinking": {"type": "disabled"}}),
     ({"stream": True}, {"stream": True}),
     ({"user": "u-1"}, {"metadata": {"user_id": "u-1"}}),
@@ -607,3 +618,64 @@ def test_temperature_clamped_to_the_range_zai_accepts(temperature: float, sent: 
 def test_image_jpg_media_type_is_normalised() -> None:
     source = fmt.parse_image_url("data:image/jpg;base64,AAAA", "url")
     assert source == {"type": "base64", "media_type": "image/jpeg", "data": "AAAA"}
+
+
+@pytest.mark.parametrize(
+    ("openai_usage", "canonical"),
+    [
+        ({"prompt_tokens": 10, "completion_tokens": 2}, {"input_tokens": 10, "output_tokens": 2}),
+        (
+            {
+                "prompt_tokens": 110,
+                "completion_tokens": 2,
+                "prompt_tokens_details": {"cached_tokens": 100},
+            },
+            {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 100},
+        ),
+    ],
+)
+def test_usage_keeps_cached_tokens_inside_prompt_tokens_only(
+    openai_usage: dict, canonical: dict
+) -> None:
+    assert fmt.parse_usage(openai_usage) == canonical
+    rendered = fmt.render_usage(canonical)
+    assert rendered["prompt_tokens"] == openai_usage["prompt_tokens"]
+    assert rendered.get("prompt_tokens_details") == openai_usage.get("prompt_tokens_details")
+
+
+def test_tool_input_given_whole_at_block_start_reaches_chat_clients() -> None:
+    events = [
+        {"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 1}}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 1},
+        },
+        {"type": "message_stop"},
+    ]
+    out = rendered_chunks(events, include_usage=False)
+    call = out[1]["choices"][0]["delta"]["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"]) == {"a": 1}
+
+
+def test_parallel_false_with_tool_choice_none_stays_none() -> None:
+    request = parse(
+        [{"role": "user", "content": "hi"}], tool_choice="none", parallel_tool_calls=False
+    )
+    assert request["tool_choice"] == {"type": "none"}
+
+
+def test_assistant_turn_of_only_redacted_reasoning_is_not_sent_as_an_empty_message() -> None:
+    request = parse([{"role": "user", "content": "hi"}])
+    request["messages"] += [
+        {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "x"}]},
+        {"role": "user", "content": [{"type": "text", "text": "again"}]},
+    ]
+    roles = [m["role"] for m in fmt.render_request(request, "m")["messages"]]  # type: ignore[arg-type]
+    assert roles == ["user", "user"]

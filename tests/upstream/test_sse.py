@@ -59,3 +59,12 @@ def test_long_line_in_many_pieces() -> None:
     payload = "x" * 100_000
     raw = f"data: {payload}\n\n".encode()
     assert list(iter_sse(split_every(raw, 997))) == [SSEEvent("", payload)]
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\x85"])
+def test_unicode_line_breaks_are_escaped_so_line_readers_do_not_split_events(char: str) -> None:
+    frame = encode_sse({"text": f"a{char}b"})
+    text = frame.decode()
+    assert text.splitlines() == text.split("\n")[:-1]
+    (event,) = iter_sse([frame])
+    assert json.loads(event.data) == {"text": f"a{char}b"}
