@@ -32,6 +32,8 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
         raise BadRequest(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        raise BadRequest(f"request body is not acceptable JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body

@@ -6,7 +6,6 @@ routes it, calls the upstream and renders the answer back in the client's own fo
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from errors import BadRequest, UpstreamError, UpstreamUnavailable
 from upstream import anthropic_format, openai_format
 from upstream import canonical as c
 from upstream.routing import choose_route
+from upstream.sse import json_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def complete(services: Services, canonical: c.Request, client: ClientFormat, key
             return _sse_response(events, report, client, route.requested_model)
         response = services.upstream.complete(route, canonical, key, forwarded)
     body = client.render_response(report.response(response), route.requested_model)
-    return Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
+    return Response(json_bytes(body), mimetype="application/json")
 
 
 @contextmanager

@@ -290,8 +290,8 @@ def parse_response(body: dict[str, Any]) -> c.Response:
         "role": "assistant",
         "model": str(body.get("model", "")),
         "content": [_checked_block(b) for b in body.get("content") or []],
-        "stop_reason": body.get("stop_reason") or "end_turn",
-        "stop_sequence": body.get("stop_sequence"),
+        "stop_reason": _checked_str(body.get("stop_reason")) or "end_turn",  # type: ignore[typeddict-item]
+        "stop_sequence": _checked_str(body.get("stop_sequence")),
         "usage": _usage(usage or {}),
     }
 
@@ -303,6 +303,12 @@ RESPONSE_BLOCK_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
     "redacted_thinking": (("data", str),),
     "tool_use": (("id", str), ("name", str), ("input", dict)),
 }
+
+
+def _checked_str(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
 
 
 def _checked_block(block: Any) -> c.ContentBlock:

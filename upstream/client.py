@@ -27,7 +27,7 @@ from errors import (
 from upstream import anthropic_format, openai_format
 from upstream import canonical as c
 from upstream.routing import Endpoint, Route
-from upstream.sse import SSEEvent, iter_sse
+from upstream.sse import SSEEvent, iter_sse, json_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class UpstreamClient:
         if stream:
             # Compression makes proxies and servers buffer SSE; ask for it plain.
             headers["Accept-Encoding"] = "identity"
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        data = json_bytes(body)
         prepared = requests.PreparedRequest()
         prepared.prepare(method="POST", url=url, headers=headers, data=data)
         try:

@@ -100,12 +100,20 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
 _LINE_BREAK_ESCAPES = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
 
 
+def json_bytes(data: Any) -> bytes:
+    """Compact UTF-8 JSON; text holding a lone surrogate (valid JSON, not UTF-8) goes escaped."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
 def encode_sse(data: Any, event: str | None = None) -> bytes:
     """One SSE frame: optional `event:` line and a compact JSON (or literal string) `data:` line."""
     if isinstance(data, str):
-        payload = data
+        payload = data.encode()
     else:
-        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        payload = payload.translate(_LINE_BREAK_ESCAPES)
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {payload}\n\n".encode()
+        payload = json_bytes(data).decode().translate(_LINE_BREAK_ESCAPES).encode()
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + payload + b"\n\n"

@@ -215,3 +215,34 @@ def test_odd_client_bodies_are_400(client, path: str, raw: str) -> None:
 def test_non_finite_numbers_stop_startup(value: str) -> None:
     with pytest.raises(ConfigError, match="REQUEST_TIMEOUT"):
         Settings.from_env({"REQUEST_TIMEOUT": value})
+
+
+@responses.activate
+def test_lone_surrogates_from_client_and_upstream_do_not_break_json(proxy) -> None:
+    responses.post(
+        MESSAGES_URL, json=ANTHROPIC_REPLY | {"content": [{"type": "text", "text": "x\ud800"}]}
+    )
+    raw = '{"model": "glm-4.6", "messages": [{"role": "user", "content": "hi \\ud800"}]}'
+    reply = proxy.chat(raw)
+    assert reply.status_code == 200
+    assert reply.get_json()["choices"][0]["message"]["content"] == "x\ud800"
+    assert (
+        json.loads(responses.calls[0].request.body)["messages"][0]["content"][0]["text"]
+        == "hi \ud800"
+    )
+
+
+def test_integer_past_the_digit_limit_is_400(proxy) -> None:
+    raw = '{"model": "glm-4.6", "messages": [], "n": ' + "1" * 5000 + "}"
+    assert proxy.chat(raw).status_code == 400
+
+
+@responses.activate
+def test_upstream_stop_reason_of_the_wrong_type_is_502(proxy) -> None:
+    responses.post(MESSAGES_URL, json=ANTHROPIC_REPLY | {"stop_reason": ["end_turn"]})
+    assert (
+        proxy.chat(
+            {"model": "glm-4.6", "messages": [{"role": "user", "content": "hi"}]}
+        ).status_code
+        == 502
+    )
