@@ -1,0 +1,1 @@
+"""The parts of `tests/fake_upstream.py`, the strict local stand-in for z.ai."""
