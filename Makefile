@@ -43,7 +43,8 @@ test-unit: $(STAMP_DEV)
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -c "import app, wsgi" 2>/dev/null || $(BIN)/python -c "import app"
+	$(BIN)/mypy
+	$(BIN)/python -c "import app"
 
 format: $(STAMP_DEV)
 	$(BIN)/ruff format .

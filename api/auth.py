@@ -5,11 +5,13 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
+from werkzeug.datastructures import Headers
+
 from config import Settings
 from errors import Unauthorized
 
 
-def client_key(headers: Mapping[str, str]) -> str | None:
+def client_key(headers: Headers | Mapping[str, str]) -> str | None:
     """The key a client presented as `Authorization: Bearer …` or `x-api-key`."""
     auth = headers.get("Authorization", "")
     scheme, _, token = auth.partition(" ")
@@ -18,7 +20,7 @@ def client_key(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-api-key", "").strip() or None
 
 
-def upstream_key(headers: Mapping[str, str], settings: Settings) -> str:
+def upstream_key(headers: Headers | Mapping[str, str], settings: Settings) -> str:
     """The key for z.ai: SERVER_API_KEY for an accepted proxy key, else the client's own key."""
     presented = client_key(headers)
     if presented is None:
@@ -39,7 +41,7 @@ def is_proxy_key(presented: str, accepted: tuple[str, ...]) -> bool:
     return matched
 
 
-def check_listing_access(headers: Mapping[str, str], settings: Settings) -> None:
+def check_listing_access(headers: Headers | Mapping[str, str], settings: Settings) -> None:
     """Listing models needs a proxy key only when the proxy has its own keys."""
     if settings.proxy_api_keys:
         upstream_key(headers, settings)

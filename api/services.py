@@ -35,4 +35,4 @@ class Services:
 
 def get_services() -> Services:
     """The Services of the current app (flaskr's get_db() pattern)."""
-    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    return current_app.extensions[EXTENSION_KEY]

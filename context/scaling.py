@@ -84,6 +84,6 @@ class UsageReport:
                 message = event["message"] | {"usage": self.usage(dict(event["message"]["usage"]))}
                 yield {"type": "message_start", "message": message}  # type: ignore[typeddict-item]
             elif event["type"] == "message_delta" and event.get("usage"):
-                yield event | {"usage": self.usage(event["usage"])}  # type: ignore[misc]
+                yield event | {"usage": self.usage(event["usage"])}
             else:
                 yield event

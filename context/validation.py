@@ -95,7 +95,7 @@ def _block_problems(where: str, block: object, role: object) -> Problems:
     if check is None:
         return [f"{where}: unknown block type {kind!r}"]
     problems = check(where, block)
-    wanted_role = _BLOCK_ROLE.get(kind)
+    wanted_role = _BLOCK_ROLE.get(str(kind))
     if wanted_role and role in ("user", "assistant") and role != wanted_role:
         problems.append(
             f"{where}: a {kind} block belongs in the {wanted_role}'s message, not {role}'s"

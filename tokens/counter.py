@@ -20,7 +20,7 @@ import cachetools
 import tiktoken
 
 from tokens.bias import GlmEstimator
-from tokens.framing import Layout, layout_anthropic, layout_openai
+from tokens.framing import Layout, Section, layout_anthropic, layout_openai
 from tokens.images import DEFAULT_IMAGE_POLICY, ImageTokenPolicy, read_image_size
 
 logger = logging.getLogger(__name__)
@@ -154,10 +154,10 @@ class TokenCounter:
 
     def _count_layout(self, layout: Layout, shape: str) -> TokenBreakdown:
         started = time.perf_counter()
-        sections = ("system", "messages", "tools")
+        sections: tuple[Section, ...] = ("system", "messages", "tools")
         texts = [t for s in sections for t in layout.texts[s]]
         counts = self._count_texts(texts)
-        sums: dict[str, int] = {}
+        sums: dict[Section, int] = {}
         start = 0
         for section in sections:
             end = start + len(layout.texts[section])

@@ -132,7 +132,7 @@ def _add_system(layout: Layout, system: object) -> None:
 
 
 def _add_text_block(layout: Layout, section: Section, block: object) -> None:
-    layout.add(section, block.get("text") if _is_text(block) else block)  # type: ignore[union-attr]
+    layout.add(section, block.get("text") if isinstance(block, dict) and _is_text(block) else block)
 
 
 def _add_user_blocks(layout: Layout, content: object) -> None:
@@ -341,7 +341,7 @@ def _has_visible_text(content: object) -> bool:
 
 
 def _text_length(block: object) -> int:
-    text = block.get("text") if _is_text(block) else None  # type: ignore[union-attr]
+    text = block.get("text") if isinstance(block, dict) and _is_text(block) else None
     return len(text) if isinstance(text, str) else 0
 
 

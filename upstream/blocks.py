@@ -34,8 +34,9 @@ def _without_empty_text(blocks: list[c.ContentBlock]) -> list[c.ContentBlock]:
     for block in blocks:
         if block["type"] == "text" and not block["text"].strip():
             continue
-        if block["type"] == "tool_result" and isinstance(block.get("content"), list):
-            parts = [p for p in block["content"] if p["type"] != "text" or p["text"].strip()]  # type: ignore[union-attr]
+        content = block.get("content") if block["type"] == "tool_result" else None
+        if isinstance(content, list):
+            parts = [p for p in content if p["type"] != "text" or p["text"].strip()]
             block = block | {"content": parts}  # type: ignore[assignment]
         kept.append(block)
     return kept
@@ -99,7 +100,7 @@ ZAI_SAMPLING_MAX = 1.0
 def sampling_for_zai(request: c.Request) -> dict[str, float]:
     """temperature/top_p of a request, clamped to the range z.ai accepts."""
     return {
-        key: min(float(request[key]), ZAI_SAMPLING_MAX)  # type: ignore[literal-required]
+        key: min(float(request[key]), ZAI_SAMPLING_MAX)
         for key in ("temperature", "top_p")
         if key in request
     }

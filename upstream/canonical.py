@@ -151,7 +151,7 @@ class ContentBlockStopEvent(TypedDict):
 class MessageDeltaEvent(TypedDict):
     type: Literal["message_delta"]
     delta: dict[str, Any]
-    usage: dict[str, int]
+    usage: dict[str, Any]
 
 
 class MessageStopEvent(TypedDict):
@@ -189,9 +189,9 @@ def has_image(message: Message) -> bool:
     for block in message["content"]:
         if block["type"] == "image":
             return True
-        if block["type"] == "tool_result" and isinstance(block.get("content"), list):
-            if any(part["type"] == "image" for part in block["content"]):  # type: ignore[union-attr]
-                return True
+        content = block.get("content") if block["type"] == "tool_result" else None
+        if isinstance(content, list) and any(part["type"] == "image" for part in content):
+            return True
     return False
 
 

@@ -89,7 +89,7 @@ class UpstreamClient:
     ) -> c.Response:
         """Send a non-stream request; the canonical response, or a ProxyError."""
         wire = WIRE_FORMATS[route.endpoint]
-        body = wire.render_request(request | {"stream": False}, route.model)  # type: ignore[arg-type]
+        body = wire.render_request(request | {"stream": False}, route.model)
         response = self._post(route, body, api_key, headers or {}, stream=False)
         payload = _json_answer(response)
         try:
@@ -108,7 +108,7 @@ class UpstreamClient:
     ) -> Iterator[c.StreamEvent]:
         """Start a stream; errors before the first byte raise, later ones become error events."""
         wire = WIRE_FORMATS[route.endpoint]
-        body = wire.render_request(request | {"stream": True}, route.model)  # type: ignore[arg-type]
+        body = wire.render_request(request | {"stream": True}, route.model)
         response = self._post(route, body, api_key, headers or {}, stream=True)
         if "json" in response.headers.get("Content-Type", ""):
             # Asked for a stream, z.ai answered JSON: an error reported with status 200.

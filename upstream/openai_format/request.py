@@ -201,7 +201,7 @@ def _parse_user_content(message: dict[str, Any], path: str) -> list[c.ContentBlo
         return [{"type": "text", "text": content}] if content else []
     parts = require_list(content, f"{path}.content")
     blocks = [_parse_part(p, f"{path}.content[{i}]") for i, p in enumerate(parts)]
-    return [b for b in blocks if b["type"] != "text" or b["text"]]  # type: ignore[typeddict-item]
+    return [b for b in blocks if b["type"] != "text" or b["text"]]
 
 
 def _parse_part(part: Any, path: str) -> c.TextBlock | c.ImageBlock:
@@ -377,7 +377,7 @@ def _render_user(blocks: list[c.ContentBlock]) -> list[dict[str, Any]]:
             # Images inside a tool result ride along in the user message that follows.
             parts.extend(_render_part(b) for b in _result_images(block))
         elif block["type"] in ("text", "image"):
-            parts.append(_render_part(block))  # type: ignore[arg-type]
+            parts.append(_render_part(block))
     if parts:
         only_text = all(p["type"] == "text" for p in parts)
         content: Any = "\n".join(p["text"] for p in parts) if only_text else parts
@@ -389,7 +389,7 @@ def _result_images(block: c.ToolResultBlock) -> list[c.ImageBlock]:
     content = block.get("content")
     if not isinstance(content, list):
         return []
-    return [b for b in content if b["type"] == "image"]  # type: ignore[misc]
+    return [b for b in content if b["type"] == "image"]
 
 
 def _render_part(block: c.TextBlock | c.ImageBlock) -> dict[str, Any]:

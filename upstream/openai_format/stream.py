@@ -95,7 +95,7 @@ class _StreamState:
         yield {
             "type": "message_delta",
             "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
-            "usage": dict(self.usage),  # type: ignore[dict-item]
+            "usage": dict(self.usage),
         }
         yield {"type": "message_stop"}
 
@@ -214,7 +214,7 @@ class _ChunkRenderer:
         self.id = completion_id(uuid.uuid4().hex)
         self.created = int(time.time())
         self.tool_index = -1
-        self.usage: dict[str, int] = {}
+        self.usage: dict[str, Any] = {}
 
     def chunk(
         self, delta: dict[str, Any] | None, finish_reason: str | None = None
@@ -233,29 +233,30 @@ class _ChunkRenderer:
         }
 
     def chunks_for(self, event: c.StreamEvent, include_usage: bool) -> list[dict[str, Any]]:
-        kind = event["type"]
-        if kind == "message_start":
+        # Each branch compares event["type"] itself, so the type checker narrows the event.
+        if event["type"] == "message_start":
             self.id = completion_id(event["message"]["id"])
-            self.usage = dict(event["message"]["usage"])  # type: ignore[arg-type]
+            self.usage = dict(event["message"]["usage"])
             return [self.chunk({"role": "assistant", "content": ""})]
-        if kind == "content_block_start":
+        if event["type"] == "content_block_start":
             return self._block_start(event)
-        if kind == "content_block_delta":
+        if event["type"] == "content_block_delta":
             return self._block_delta(event)
-        if kind == "message_delta":
+        if event["type"] == "message_delta":
             self.usage.update(event.get("usage") or {})
             reason = STOP_TO_FINISH.get(event["delta"].get("stop_reason") or "end_turn", "stop")
             return [self.chunk({}, reason)]
-        if kind == "message_stop":
+        if event["type"] == "message_stop":
             if not include_usage:
                 return []
             return [self.chunk(None) | {"usage": render_usage(self.usage)}]
-        if kind == "error":
+        if event["type"] == "error":
+            error = event["error"]
             return [
                 {
                     "error": {
-                        "message": event["error"].get("message", ""),
-                        "type": event["error"].get("type", "api_error"),
+                        "message": error.get("message", ""),
+                        "type": error.get("type", "api_error"),
                     }
                 }
             ]
