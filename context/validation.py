@@ -190,7 +190,6 @@ _BLOCK_CHECKS: dict[str, Callable[[str, dict[str, Any]], Problems]] = {
     "redacted_thinking": _redacted_thinking_problems,
     "document": _document_problems,
 }
-BLOCK_TYPES = frozenset(_BLOCK_CHECKS)
 
 
 def _tool_use_problems(messages: list[Any]) -> Problems:

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-KEEPALIVE = b": keepalive\n\n"
-
 
 @dataclass(frozen=True, slots=True)
 class SSEEvent:
