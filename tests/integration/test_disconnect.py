@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import requests
 
 from tests.fake_upstream import FakeUpstream
 from tests.integration.servers import Gunicorn
-from tests.integration.streams import iter_sse_data, text_of
+from tests.integration.streams import chat, iter_sse_data, text_of
 
-HEADERS = {"Authorization": "Bearer sk-test"}
 # Long and paced, so the upstream is still writing well after the client has gone: gunicorn only
 # notices a departed client on its next write, and the fake only on one of its own.
 LONG_REPLY = "This reply keeps streaming long after the client has stopped listening. " * 8
@@ -32,10 +29,6 @@ def paced(fake: FakeUpstream) -> Iterator[FakeUpstream]:
         fake.event_delay = previous
 
 
-def chat_body(model: str, stream: bool) -> dict[str, Any]:
-    return {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
-
-
 @pytest.mark.parametrize(
     ("model", "after"),
     [
@@ -50,14 +43,7 @@ def test_client_leaving_mid_stream_closes_the_upstream_stream(
     fake.script(LONG_REPLY)
     fake.fail_next("hold", after=after, seconds=HOLD_SECONDS)
     log_start = len(server.log_text())
-    with requests.Session() as session:
-        response = session.post(
-            server.url + "/v1/chat/completions",
-            json=chat_body(model, stream=True),
-            headers=HEADERS,
-            stream=True,
-            timeout=(5, 5),
-        )
+    with chat(server.url, stream=True, model=model) as response:
         assert response.status_code == 200, response.text
         first = next(text_of(c) for c in iter_sse_data(response) if c != "[DONE]" and text_of(c))
         assert LONG_REPLY.startswith(first)
@@ -76,33 +62,16 @@ def test_proxy_serves_normally_after_a_client_left(server: Gunicorn, paced: Fake
     fake = paced
     fake.script(LONG_REPLY)
     fake.fail_next("hold", after=4, seconds=HOLD_SECONDS)
-    with requests.post(
-        server.url + "/v1/chat/completions",
-        json=chat_body("glm-4.6", stream=True),
-        headers=HEADERS,
-        stream=True,
-        timeout=(5, 5),
-    ) as response:
+    with chat(server.url, stream=True) as response:
         next(c for c in iter_sse_data(response) if c != "[DONE]" and text_of(c))
     fake.release()
     assert fake.wait_aborted(timeout=ABORT_WAIT_SECONDS)
 
     fake.script("Still serving.", "Still streaming.")
-    plain = requests.post(
-        server.url + "/v1/chat/completions",
-        json=chat_body("glm-4.6", stream=False),
-        headers=HEADERS,
-        timeout=5,
-    )
+    plain = chat(server.url, stream=False)
     assert plain.status_code == 200
     assert plain.json()["choices"][0]["message"]["content"] == "Still serving."
-    with requests.post(
-        server.url + "/v1/chat/completions",
-        json=chat_body("glm-4.6", stream=True),
-        headers=HEADERS,
-        stream=True,
-        timeout=(5, 5),
-    ) as response:
+    with chat(server.url, stream=True) as response:
         chunks = list(iter_sse_data(response))
     assert chunks[-1] == "[DONE]"
     assert "".join(text_of(c) for c in chunks[:-1]) == "Still streaming."

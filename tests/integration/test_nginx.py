@@ -9,9 +9,8 @@ import requests
 
 from tests.fake_upstream import FakeUpstream
 from tests.integration.servers import Gunicorn, Nginx, find_nginx
-from tests.integration.streams import iter_sse_data, text_of
+from tests.integration.streams import chat, iter_sse_data, text_of
 
-HEADERS = {"Authorization": "Bearer sk-test"}
 REPLY = "Streamed through nginx one delta at a time, while z.ai is still answering."
 HOLD_SECONDS = 10.0  # the gate opens by itself only if the test never releases it
 
@@ -23,13 +22,6 @@ def nginx(server: Gunicorn) -> Iterator[Nginx]:
         pytest.skip("nginx is not installed (apt-get install nginx); cannot test deploy/nginx.conf")
     with Nginx(backend=f"127.0.0.1:{server.port}", binary=binary) as running:
         yield running
-
-
-def chat(url: str, *, stream: bool, model: str = "glm-4.6") -> requests.Response:
-    body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
-    return requests.post(
-        url + "/v1/chat/completions", json=body, headers=HEADERS, stream=stream, timeout=(5, 5)
-    )
 
 
 # Frames the fake sends before its gate: through the first text delta of each upstream format.
