@@ -6,6 +6,7 @@ They are plain dicts (JSON as it travels), typed here so readers and mypy know t
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal, NotRequired, TypedDict
 
 # ---------------------------------------------------------------------------- content blocks
@@ -200,9 +201,14 @@ def error_event(message: str, kind: str = "api_error") -> ErrorEvent:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
+def error_message(error: object) -> str:
+    """The message of an upstream error payload: its `message`, else the payload itself."""
+    if isinstance(error, dict):
+        return str(error.get("message") or json.dumps(error)[:500])
+    return str(error)[:500]
+
+
 def upstream_error_event(error: object) -> ErrorEvent:
     """A stream error event from an upstream's error payload (an object or a bare message)."""
-    if isinstance(error, dict):
-        message = error.get("message") or str(error)
-        return error_event(str(message), str(error.get("type") or "api_error"))
-    return error_event(str(error))
+    kind = error.get("type") if isinstance(error, dict) else None
+    return error_event(error_message(error), str(kind or "api_error"))

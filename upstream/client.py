@@ -7,7 +7,6 @@ Once a stream has begun, failures become a canonical error event instead.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -183,8 +182,7 @@ def _json_answer(response: requests.Response) -> dict[str, Any]:
     error = payload.get("error")
     if error and not ("choices" in payload or "content" in payload):
         # z.ai sometimes reports a failure inside a 200 answer.
-        message = error.get("message") if isinstance(error, dict) else error
-        raise UpstreamUnavailable(f"upstream error: {message}")
+        raise UpstreamUnavailable(f"upstream error: {c.error_message(error)}")
     return payload
 
 
@@ -222,9 +220,5 @@ def _error_message(response: requests.Response) -> tuple[str, str | None]:
     except ValueError:
         return (response.text[:500] or response.reason or "upstream error"), None
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
-    if isinstance(error, dict):
-        code = error.get("code")
-        return str(error.get("message") or json.dumps(error)[:500]), str(
-            code
-        ) if code is not None else None
-    return str(error)[:500], None
+    code = error.get("code") if isinstance(error, dict) else None
+    return c.error_message(error), None if code is None else str(code)
