@@ -151,7 +151,11 @@ class GlmEstimator:
         parts = _CJK_RUN.split(text)
         rest = _PLACEHOLDER.join(parts[0::2])
         runs = parts[1::2]
-        estimate = self._count_rest(rest) - len(runs) + self._estimate_cjk("".join(runs))
+        # A lone Han or kana character between words of other scripts ("用 git 提交") is one
+        # GLM token; the per-character rate is for the longer runs where GLM merges words.
+        lone = [run for run in runs if len(run) == 1 and not _CJK_PUNCT.match(run)]
+        merged = "".join(run for run in runs if len(run) > 1 or _CJK_PUNCT.match(run))
+        estimate = self._count_rest(rest) - len(runs) + len(lone) + self._estimate_cjk(merged)
         return math.ceil(estimate)
 
     # ------------------------------------------------------------------------ internals

@@ -93,6 +93,16 @@ def test_rates_are_applied(cl100k: tiktoken.Encoding) -> None:
     assert GlmEstimator(cl100k, ScriptRates(simplified=1.0)).count("好。\n") == 2
 
 
+def test_lone_cjk_character_is_one_token(
+    cl100k: tiktoken.Encoding, glm_encoding: tiktoken.Encoding
+) -> None:
+    # A run of one character cannot merge, so the per-character rate does not apply to it.
+    low = GlmEstimator(cl100k, ScriptRates(simplified=0.1))
+    assert low.count("再 push") == len(glm_encoding.encode_ordinary("再 push")) == 2
+    text = "用 git 提交, 再 push 到 main 分支"
+    assert GlmEstimator(cl100k).count(text) >= len(glm_encoding.encode_ordinary(text))
+
+
 @pytest.mark.parametrize(
     ("data", "script"),
     [
