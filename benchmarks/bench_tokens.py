@@ -9,7 +9,9 @@
 (c) warm throughput: a ~150k-token agent session sent again with one new message, against raw
     `encode_ordinary` of the whole conversation;
 (d) a held-out check of the CJK/Cyrillic corrections on natural text installed on this machine
-    (man pages, gettext catalogues), skipped when there is none.
+    (man pages, gettext catalogues), skipped when there is none;
+(e) GLM-4.6 tokens per Han character in each Chinese source: how far apart sources lie bounds
+    what any per-character rate can reach without GLM's vocabulary.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import gettext
 import gzip
 import json
+import re
 import statistics
 import sys
 import time
@@ -46,6 +49,8 @@ WARM_REPEATS = 20
 SESSION_CHARS = 520_000  # about 150k tokens of English, code, logs and JSON
 NATURAL_LANGUAGES = ("zh_CN", "zh_TW", "ja", "ko", "ru")
 NATURAL_CHUNK_CHARS = 3000
+HAN_RUN = re.compile("[\u4e00-\u9fff]+")
+MIN_HAN_CHARS = 200  # texts with fewer Han characters say little about a rate
 
 
 def best_ns(*works: Callable[[], object], repeats: int = REPEATS) -> list[int]:
@@ -226,6 +231,42 @@ def held_out(default: TokenCounter, truth: TokenCounter) -> None:
             print(f"  {language:12} skipped: no man pages or catalogues installed")
 
 
+# ---------------------------------------------------------------------------- (e) Han rates
+
+
+def han_rates(texts: Iterator[str] | list[str], encoding: Any) -> list[float]:
+    """GLM tokens per Han character of each text, its Han runs encoded on their own."""
+    rates = []
+    for text in texts:
+        runs = HAN_RUN.findall(text)
+        chars = sum(map(len, runs))
+        if chars >= MIN_HAN_CHARS:
+            rates.append(sum(len(encoding.encode_ordinary(run)) for run in runs) / chars)
+    return rates
+
+
+def print_han_rates(corpus: list[Sample], glm: Any) -> None:
+    print("(e) GLM-4.6 tokens per Han character, by source (per text)")
+    print(f"  {'source':22} {'n':>4} {'mean':>6} {'sd':>6} {'p5':>6} {'p95':>6}")
+    chat = ["\n".join(pieces_of(s.request)) for s in corpus if s.category == "chinese"]
+    sources = {"corpus chinese (chat)": chat, "zh_CN man + gettext": natural_texts("zh_CN")}
+    means = []
+    for name, texts in sources.items():
+        rates = sorted(han_rates(texts, glm))
+        if not rates:
+            print(f"  {name:22} skipped: no text")
+            continue
+        means.append(statistics.mean(rates))
+        print(
+            f"  {name:22} {len(rates):4d} {means[-1]:6.3f} {statistics.pstdev(rates):6.3f} "
+            f"{percentile(rates, 0.05):6.3f} {percentile(rates, 0.95):6.3f}"
+        )
+    if len(means) == 2:
+        middle = sum(means) / 2
+        spread = abs(means[0] - middle) / middle
+        print(f"  one rate for both ({middle:.3f}) is off by ±{spread:.1%} on average")
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -235,7 +276,8 @@ def main() -> None:
     corpus = build_corpus()
     encoding = load_encoding()
     default = TokenCounter(encoding)
-    truth = TokenCounter(load_encoding(file=str(glm_file)), exact=True)
+    truth_encoding = load_encoding(file=str(glm_file))
+    truth = TokenCounter(truth_encoding, exact=True)
     print(f"corpus: {len(corpus)} requests in {len(CATEGORIES)} categories; truth: {glm_file.name}")
     print_accuracy(
         "(a) accuracy: error = (default estimate - GLM-4.6) / GLM-4.6, canonical requests",
@@ -248,6 +290,7 @@ def main() -> None:
     cold_throughput(corpus, default, encoding)
     warm_throughput(default, encoding)
     held_out(default, truth)
+    print_han_rates(corpus, truth_encoding)
     print(f"total {time.perf_counter() - started:.1f} s")
 
 
