@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tokens.counter import TokenBreakdown, TokenCounter
@@ -14,8 +15,12 @@ if TYPE_CHECKING:
 __all__ = ["ImageTokenPolicy", "TokenBreakdown", "TokenCounter", "build_counter", "load_encoding"]
 
 
-def build_counter(settings: Settings) -> TokenCounter:
+def build_counter(
+    settings: Settings, on_lookup: Callable[[int, int], None] | None = None
+) -> TokenCounter:
     """The worker's TokenCounter: loads the encoding (offline) unless counting is legacy.
+
+    `on_lookup(hits, misses)` is called after each request's cache lookups (metrics).
 
     Raises ValueError naming TOKENIZER_ENCODING or TOKENIZER_FILE if the encoding cannot load.
 
@@ -39,4 +44,5 @@ def build_counter(settings: Settings) -> TokenCounter:
         legacy=legacy,
         exact=settings.tokenizer_file is not None,
         log_breakdown=settings.enable_token_counting_logging,
+        on_lookup=on_lookup,
     )

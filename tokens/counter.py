@@ -73,13 +73,16 @@ class TokenCounter:
         legacy: bool = False,
         exact: bool = False,
         log_breakdown: bool = False,
+        on_lookup: Callable[[int, int], None] | None = None,
     ) -> None:
+        """`on_lookup(hits, misses)` hears each request's cache results, outside the lock."""
         if encoding is None and not legacy:
             raise ValueError("TokenCounter needs an encoding unless legacy=True")
         self.mode = "legacy" if legacy else "exact" if exact else "estimate"
         self._measure = _pick_measure(encoding, self.mode)
         self._images = images
         self._log_breakdown = log_breakdown
+        self._on_lookup = on_lookup
         self._cache: cachetools.LRUCache[tuple[int, int], int] = cachetools.LRUCache(cache_size)
         self._small: dict[str, int] = {}
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
@@ -231,7 +234,8 @@ class TokenCounter:
     ) -> tuple[dict[tuple[int, int], int], list[int]]:
         """Fill `counts` from the caches; return what is still to be encoded.
 
-        Every piece is a hit or a miss; pieces past the LRU's size count as misses.
+        Every piece is a hit or a miss; pieces past the LRU's size count as misses. The totals
+        go to the `on_lookup` observer after the lock is released.
         """
         missing_big: dict[tuple[int, int], int] = {}
         missing_small: list[int] = []
@@ -253,7 +257,17 @@ class TokenCounter:
             misses += uncached
             self._hits += looked_up - misses
             self._misses += misses
+        self._report(looked_up - misses, misses)
         return missing_big, missing_small
+
+    def _report(self, hits: int, misses: int) -> None:
+        """Tell the observer (metrics) one request's hits and misses; its failure is only logged."""
+        if self._on_lookup is None or not (hits or misses):
+            return
+        try:
+            self._on_lookup(hits, misses)
+        except Exception:  # an observer must never fail the count
+            logger.exception("token cache observer failed")
 
     def _store(self, new_big: dict[tuple[int, int], int], new_small: dict[str, int]) -> None:
         with self._lock:

@@ -190,6 +190,42 @@ def test_counter_without_encoding_must_be_legacy() -> None:
         TokenCounter(None)
 
 
+# ---------------------------------------------------------------------------- lookup observer
+
+
+def test_observer_hears_each_requests_hits_and_misses_outside_the_lock(
+    make_counter: Callable[..., TokenCounter],
+) -> None:
+    heard: list[tuple[int, int, bool]] = []
+    counter = make_counter(on_lookup=lambda h, m: heard.append((h, m, counter._lock.locked())))
+    first = conversation(3)
+    counter.count_request(first)
+    counter.count_request(resent(first))
+    pieces = counter.stats()["misses"]
+    assert pieces > 0
+    assert heard == [(0, pieces, False), (pieces, 0, False)]
+    assert sum(h for h, _, _ in heard) == counter.stats()["hits"]
+
+
+def test_failing_observer_never_fails_the_count(
+    make_counter: Callable[..., TokenCounter], caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(hits: int, misses: int) -> None:
+        raise RuntimeError(f"observer down after {hits}/{misses}")
+
+    plain = make_counter().count_request(conversation(2))
+    with caplog.at_level(logging.ERROR, logger="tokens.counter"):
+        assert make_counter(on_lookup=broken).count_request(conversation(2)) == plain
+    assert "observer failed" in caplog.text
+
+
+def test_legacy_counting_reports_no_lookups() -> None:
+    heard: list[tuple[int, int]] = []
+    counter = TokenCounter(None, legacy=True, on_lookup=lambda h, m: heard.append((h, m)))
+    counter.count_request(conversation(2))
+    assert heard == [] and counter.stats()["misses"] == 0
+
+
 # ---------------------------------------------------------------------------- bad input
 
 CYCLE: list[Any] = []
@@ -347,3 +383,11 @@ def test_build_counter_reads_cache_and_image_settings() -> None:
 def test_build_counter_names_the_bad_variable() -> None:
     with pytest.raises(ValueError, match="TOKENIZER_ENCODING"):
         build_counter(Settings.from_env({"TOKENIZER_ENCODING": "r50k_base"}))
+
+
+def test_build_counter_passes_the_observer_on() -> None:
+    heard: list[tuple[int, int]] = []
+    counter = build_counter(Settings.from_env({}), on_lookup=lambda h, m: heard.append((h, m)))
+    counter.count_text(LONG)
+    counter.count_text(LONG)
+    assert heard == [(0, 1), (1, 0)]
