@@ -7,9 +7,11 @@ import logging
 from flask import Flask
 
 from api import completions, health, models
+from api import metrics as metrics_api
 from api.errors import register_error_handlers
 from api.services import EXTENSION_KEY, Services
 from config import Settings
+from metrics import Metrics
 from tokens import build_counter
 from upstream.client import UpstreamClient
 
@@ -22,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     # Werkzeug enforces the body limit even for chunked uploads that carry no Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    metrics = Metrics() if settings.enable_metrics else None
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         upstream=UpstreamClient(
@@ -31,10 +34,14 @@ def create_app(settings: Settings | None = None) -> Flask:
             read_timeout=settings.request_timeout,
             pool_size=settings.upstream_pool_size,
         ),
-        counter=build_counter(settings),
+        counter=build_counter(settings, metrics.record_token_cache if metrics else None),
+        metrics=metrics,
     )
     for blueprint in (health.bp, models.bp, completions.bp):
         app.register_blueprint(blueprint)
+    if metrics is not None:
+        app.register_blueprint(metrics_api.bp)
+        metrics_api.register_request_metrics(app, metrics)
     register_error_handlers(app)
     return app
 

@@ -171,8 +171,10 @@ class Settings:
     image_tokens_per_char: float = env("IMAGE_TOKENS_PER_CHAR", "0.25", _float)
     fixed_image_tokens: int = env("FIXED_IMAGE_TOKENS", "1000", _int)
 
-    # --- logging
+    # --- logging and monitoring
     log_level: str = env("LOG_LEVEL", "INFO", _parse_level)
+    # GET /metrics (Prometheus) and the per-request hooks that feed it.
+    enable_metrics: bool = env("ENABLE_METRICS", "true", _parse_bool)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: bool = False) -> Settings:

@@ -1,6 +1,19 @@
-"""gunicorn settings: server knobs only (bind, workers, threads); the app reads Settings itself."""
+"""gunicorn settings: server knobs (bind, workers, threads) and the shared metrics directory.
 
+The app reads its own Settings; this file reads only what gunicorn needs before the app loads.
+"""
+
+from __future__ import annotations
+
+import glob
 import os
+import shutil
+import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
 
 # --- where to listen
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
@@ -26,3 +39,40 @@ keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# --- metrics (prometheus_client multiprocess mode)
+# Every worker writes its metric values to files in PROMETHEUS_MULTIPROC_DIR and /metrics sums
+# them, so a scrape shows all workers whichever one answers it. prometheus_client chooses this
+# mode when it is imported, so the variable is set here, in the master, before workers fork and
+# load the app. Unset: a fresh temporary directory per server start, removed when it stops
+# (the marker variable remembers that across a HUP reload, which runs this file again).
+_OWNED_MARKER = "ANTHROPIC_PROXY_OWNS_METRICS_DIR"
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ""
+if not _metrics_dir:
+    _metrics_dir = tempfile.mkdtemp(prefix="anthropic-proxy-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+    os.environ[_OWNED_MARKER] = _metrics_dir
+
+
+def on_starting(server: Arbiter) -> None:
+    """Start the metrics from zero: drop the value files an earlier server left behind."""
+    os.makedirs(_metrics_dir, exist_ok=True)
+    stale = glob.glob(os.path.join(_metrics_dir, "*.db"))
+    for path in stale:
+        os.remove(path)
+    server.log.info("metrics dir %s (%d stale files removed)", _metrics_dir, len(stale))
+
+
+def child_exit(server: Arbiter, worker: Worker) -> None:
+    """Tell prometheus_client a worker is gone (drops its live gauges; counters keep counting)."""
+    del server
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server: Arbiter) -> None:
+    """Remove the metrics directory if this file created it."""
+    del server
+    if os.environ.get(_OWNED_MARKER) == _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from flask import current_app
 
 from config import Settings
+from metrics import Metrics
 from upstream import canonical as c
 from upstream.client import UpstreamClient
 
@@ -30,6 +31,7 @@ class Services:
     settings: Settings
     upstream: UpstreamClient
     counter: Counter
+    metrics: Metrics | None = None  # None when ENABLE_METRICS=false
     started_at: float = field(default_factory=time.monotonic)
 
 

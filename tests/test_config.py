@@ -17,6 +17,7 @@ def test_defaults_match_the_migration_guide() -> None:
     assert (s.anthropic_expected_tokens, s.openai_expected_tokens) == (200000, 200000)
     assert (s.tiktoken_cache_size, s.base_image_tokens, s.fixed_image_tokens) == (1000, 85, 1000)
     assert s.image_tokens_per_char == 0.25 and s.enable_dynamic_image_tokens
+    assert s.enable_metrics is True
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,7 @@ def test_defaults_match_the_migration_guide() -> None:
         ({"MODEL_MAP": "claude-*"}, "MODEL_MAP"),
         ({"AUTOTEXT_MODEL": " "}, "AUTOTEXT_MODEL"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"ENABLE_METRICS": "maybe"}, "ENABLE_METRICS"),
         ({"PROXY_API_KEYS": "a,b"}, "SERVER_API_KEY"),
     ],
 )

@@ -41,7 +41,7 @@ def test_importing_modules_does_no_work() -> None:
         "import socket, os\n"
         "def refuse(*a, **k): raise AssertionError('network at import')\n"
         "socket.socket.connect = refuse\n"
-        "import app, config, api.completions, api.health, api.models\n"
+        "import app, config, metrics, api.completions, api.health, api.metrics, api.models\n"
         "import upstream.client, tokens, context.scaling\n"
         "import tiktoken.registry as r\n"
         "assert not r.ENCODINGS, 'an encoding was loaded at import'\n"

@@ -1,0 +1,90 @@
+"""Prometheus metrics: one Metrics per app, aggregated over gunicorn workers when they share a dir.
+
+prometheus_client picks its storage when it is imported: with PROMETHEUS_MULTIPROC_DIR set (as
+gunicorn.conf.py does before the workers start) every process writes its values to files in that
+directory, and a scrape sums the files of all workers, whichever worker serves it. Without it the
+values live in this process and a scrape shows them alone (`flask run`, tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "anthropic_proxy_"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Seconds until a response starts: a non-stream completion waits for the whole answer, and GLM
+# can think for minutes, so the buckets reach REQUEST_TIMEOUT's default of 300 s.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """The proxy's counters and histogram, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.shared_dir = shared_dir()
+        self._cache_lookups = Counter(
+            PREFIX + "token_cache_lookups",
+            "Token counter cache lookups, one per content piece counted, by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        self._hits = self._cache_lookups.labels(result="hit")
+        self._misses = self._cache_lookups.labels(result="miss")
+        self._requests = Counter(
+            PREFIX + "requests",
+            "HTTP requests answered, by route (`other` for unknown paths) and status code.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            PREFIX + "request_duration_seconds",
+            "Seconds until the response starts: the whole answer for JSON, headers for streams.",
+            ["endpoint"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+
+    def record_token_cache(self, hits: int, misses: int) -> None:
+        """Count one request's token-cache hits and misses."""
+        if hits:
+            self._hits.inc(hits)
+        if misses:
+            self._misses.inc(misses)
+
+    def record_request(self, endpoint: str, status: int, seconds: float) -> None:
+        """Count one answered request and how long its response took to start."""
+        self._requests.labels(endpoint=endpoint, status=str(status)).inc()
+        self._duration.labels(endpoint=endpoint).observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition: every worker's values in multiprocess mode, else this process's."""
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.shared_dir)
+        return generate_latest(registry)
+
+
+def shared_dir() -> str | None:
+    """The directory this process's metric values are written to, or None for in-memory values.
+
+    Asks prometheus_client which storage it chose at import, so a PROMETHEUS_MULTIPROC_DIR that
+    appeared later (from `.env`, say) cannot make a scrape read files nobody writes.
+    """
+    path = os.environ.get(MULTIPROC_ENV) or None
+    writes_files = bool(getattr(values.ValueClass, "_multiprocess", False))
+    if path is not None and not writes_files:
+        logger.warning(
+            "%s was set after prometheus_client was imported (in .env?); "
+            "metrics stay per process: set it in the environment gunicorn starts with",
+            MULTIPROC_ENV,
+        )
+        return None
+    return path if writes_files else None
