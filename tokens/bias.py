@@ -83,6 +83,9 @@ class ScriptRates:
     split_triple: float = 2.0
 
 
+DEFAULT_RATES = ScriptRates()
+
+
 def _lead_script(data: bytes) -> str:
     """Script of the first UTF-8 lead byte in a token that holds no whole character."""
     for byte in data:
@@ -133,7 +136,7 @@ class GlmEstimator:
     5
     """
 
-    def __init__(self, encoding: tiktoken.Encoding, rates: ScriptRates = ScriptRates()) -> None:
+    def __init__(self, encoding: tiktoken.Encoding, rates: ScriptRates = DEFAULT_RATES) -> None:
         self._encode = encoding.encode_ordinary
         self._rates = rates
         # Ids of the three-digit tokens GLM splits: counting them is exact for ASCII text.

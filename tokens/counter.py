@@ -19,7 +19,7 @@ from typing import Any
 import cachetools
 import tiktoken
 
-from tokens.bias import GlmEstimator
+from tokens.bias import DEFAULT_RATES, GlmEstimator, ScriptRates
 from tokens.framing import Layout, Section, layout_anthropic, layout_openai
 from tokens.images import DEFAULT_IMAGE_POLICY, ImageTokenPolicy, read_image_size
 
@@ -74,12 +74,16 @@ class TokenCounter:
         exact: bool = False,
         log_breakdown: bool = False,
         on_lookup: Callable[[int, int], None] | None = None,
+        rates: ScriptRates = DEFAULT_RATES,
     ) -> None:
-        """`on_lookup(hits, misses)` hears each request's cache results, outside the lock."""
+        """`on_lookup(hits, misses)` hears each request's cache results, outside the lock.
+
+        `rates` are the estimate mode's per-script corrections (benchmarks sweep them).
+        """
         if encoding is None and not legacy:
             raise ValueError("TokenCounter needs an encoding unless legacy=True")
         self.mode = "legacy" if legacy else "exact" if exact else "estimate"
-        self._measure = _pick_measure(encoding, self.mode)
+        self._measure = _pick_measure(encoding, self.mode, rates)
         self._images = images
         self._log_breakdown = log_breakdown
         self._on_lookup = on_lookup
@@ -303,13 +307,15 @@ class TokenCounter:
         )
 
 
-def _pick_measure(encoding: tiktoken.Encoding | None, mode: str) -> Callable[[str], int]:
+def _pick_measure(
+    encoding: tiktoken.Encoding | None, mode: str, rates: ScriptRates
+) -> Callable[[str], int]:
     if mode == "legacy" or encoding is None:
         return lambda text: math.ceil(len(text) / LEGACY_CHARS_PER_TOKEN)
     if mode == "exact":
         encode = encoding.encode_ordinary
         return lambda text: len(encode(text))
-    return GlmEstimator(encoding).count
+    return GlmEstimator(encoding, rates).count
 
 
 def _odd_tokens(items: list[str]) -> int:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from config import Settings
 from tokens import build_counter
+from tokens.bias import ScriptRates
 from tokens.counter import MIN_CACHED_CHARS, TokenCounter
 
 from .conftest import GLM_FILE
@@ -176,6 +177,17 @@ def _pieces(request: dict[str, Any]) -> list[str]:
 def test_legacy_counts_characters_over_four(text: str, expected: int) -> None:
     counter = TokenCounter(None, legacy=True)
     assert counter.count_text(text) == expected
+
+
+def test_estimate_uses_the_given_rates(cl100k: tiktoken.Encoding) -> None:
+    text = "这个接口在本地正常，部署到服务器上就超时"
+    shipped = TokenCounter(cl100k).count_text(text)
+    assert TokenCounter(cl100k, rates=ScriptRates(simplified=1.0)).count_text(text) > shipped
+    # exact mode ignores the rates: they correct cl100k, not a real GLM file
+    exact = TokenCounter(cl100k, exact=True)
+    assert TokenCounter(cl100k, exact=True, rates=ScriptRates(simplified=9.0)).count_text(
+        text
+    ) == exact.count_text(text)
 
 
 def test_legacy_request_keeps_framing_and_needs_no_encoding() -> None:
