@@ -30,7 +30,9 @@ def build_counter(
     legacy = settings.counting_is_legacy
     encoding = None
     if not legacy:
-        encoding = load_encoding(settings.tokenizer_encoding, settings.tokenizer_file)
+        encoding = load_encoding(
+            settings.tokenizer_encoding, settings.tokenizer_file, glm_digits=True
+        )
     images = ImageTokenPolicy(
         dynamic=settings.enable_dynamic_image_tokens,
         base=settings.base_image_tokens,

@@ -3,7 +3,8 @@
 GLM-4.6's vocabulary holds 99,377 of cl100k_base's 100,256 ranks and the pre-tokenizer regex
 differs only in how it groups whitespace, so plain ASCII text (English, code, JSON) tokenizes the
 same in both except for digits: GLM keeps only 177 of the 1,000 three-digit groups as one token and
-splits the others in two. GLM's extra 51,952 ranks are mostly words of other scripts, so cl100k
+splits the others in two, which counting with `with_glm_digit_groups(encoding)` reproduces
+exactly. GLM's extra 51,952 ranks are mostly words of other scripts, so cl100k
 over-counts Chinese, Japanese, Cyrillic, Greek and Arabic text. The corrections below were measured
 with `benchmarks/bench_tokens.py` and on natural text (man pages, vim tutors, gettext catalogues);
 each errs a little towards over-counting, because an under-count can overflow the real window.
@@ -17,20 +18,7 @@ from dataclasses import dataclass
 
 import tiktoken
 
-# Three-digit groups that are a single GLM token (read from glm-4.6.tiktoken). cl100k has all
-# 1,000; GLM splits any other group in two ("456" → "45" "6"). Digit runs are cut into groups of
-# three from the left by both pre-tokenizers (\p{N}{1,3}), so the correction is exact.
-GLM_SINGLE_TOKEN_TRIPLES = frozenset(
-    [f"{n:03d}" for n in (0, 1, 2, 7, 10)]
-    + [str(n) for n in range(100, 191)]
-    + """192 195 196 198 199 200 201 202 203 204 205 206 207 208 209 210 211 212 213 214 215 216
-    217 218 220 222 225 228 230 232 235 240 245 250 255 256 260 264 270 280 290 300 301 303 304
-    305 306 308 310 315 320 330 333 340 350 360 365 370 380 400 420 430 450 480 500 512 520 550
-    600 618 650 700 720 750 800 850 888 900 978 985 999""".split()
-)
-
-# Bytes → 1 for an ASCII digit, 0 otherwise: finding b"\x01\x01\x01" finds a three-digit run.
-_DIGIT_MARKS = bytes(1 if 0x30 <= b <= 0x39 else 0 for b in range(256))
+from tokens.encoding import with_glm_digit_groups
 
 # CJK runs are estimated per character instead of being encoded: cl100k splits many common
 # Chinese characters into byte fragments, so its count says little about GLM's, while GLM's
@@ -79,8 +67,6 @@ class ScriptRates:
     arabic: float = 0.62
     hangul: float = 0.85
     latin_extended: float = 0.6
-    # a three-digit group GLM splits in two
-    split_triple: float = 2.0
 
 
 DEFAULT_RATES = ScriptRates()
@@ -137,12 +123,9 @@ class GlmEstimator:
     """
 
     def __init__(self, encoding: tiktoken.Encoding, rates: ScriptRates = DEFAULT_RATES) -> None:
+        encoding = with_glm_digit_groups(encoding)
         self._encode = encoding.encode_ordinary
         self._rates = rates
-        # Ids of the three-digit tokens GLM splits: counting them is exact for ASCII text.
-        triples = (f"{n:03d}" for n in range(1000))
-        split = (_single_token(encoding, t) for t in triples if t not in GLM_SINGLE_TOKEN_TRIPLES)
-        self._split_ids = frozenset(token for token in split if token is not None)
         self._weights = self._build_weights(encoding)
 
     # ------------------------------------------------------------------------ public
@@ -164,10 +147,7 @@ class GlmEstimator:
     # ------------------------------------------------------------------------ internals
 
     def _count_ascii(self, text: str) -> int:
-        tokens = self._encode(text)
-        if text.encode().translate(_DIGIT_MARKS).find(b"\x01\x01\x01") < 0:
-            return len(tokens)  # no run of three digits: skip the per-token pass
-        return len(tokens) + sum(map(self._split_ids.__contains__, tokens))
+        return len(self._encode(text))
 
     def _count_rest(self, rest: str) -> float:
         if rest.isascii():
@@ -191,7 +171,7 @@ class GlmEstimator:
         return letters * rate + punct * rates.cjk_punct
 
     def _build_weights(self, encoding: tiktoken.Encoding) -> list[float]:
-        """GLM tokens per cl100k token id: 1.0 except three-digit groups and other scripts."""
+        """GLM tokens per cl100k token id: 1.0 except for letters of other scripts."""
         rates = self._rates
         per_script = {
             "cyrillic": rates.cyrillic,
@@ -202,25 +182,11 @@ class GlmEstimator:
         }
         weights = [1.0] * encoding.n_vocab
         for data in encoding.token_byte_values():
-            if data.isascii():
-                if (
-                    len(data) == 3
-                    and data.isdigit()
-                    and data.decode() not in GLM_SINGLE_TOKEN_TRIPLES
-                ):
-                    weights[encoding.encode_single_token(data)] = rates.split_triple
-            else:
+            if not data.isascii():
                 weight = per_script.get(token_script(data), 1.0)
                 if weight != 1.0:
                     weights[encoding.encode_single_token(data)] = weight
         return weights
-
-
-def _single_token(encoding: tiktoken.Encoding, text: str) -> int | None:
-    try:
-        return encoding.encode_single_token(text.encode())
-    except KeyError:  # an encoding without this token: nothing to correct
-        return None
 
 
 def _count_matches(pattern: re.Pattern[str], text: str) -> int:

