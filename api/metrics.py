@@ -7,6 +7,7 @@ so a 15-second scrape interval does not drown the client traffic in requests_tot
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import Blueprint, Flask, Response, g, request
@@ -14,6 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.services import get_services
 from metrics import Metrics
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("metrics", __name__)
 
@@ -40,7 +43,14 @@ def register_request_metrics(app: Flask, recorder: Metrics) -> None:
         endpoint = request.url_rule.rule if request.url_rule is not None else OTHER
         started = g.get("metrics_started")
         if endpoint != METRICS_PATH and started is not None:
-            recorder.record_request(endpoint, response.status_code, time.perf_counter() - started)
+            # A metric that cannot be written (its multiprocess file gone, a full disk) must not
+            # turn an answered request into a 500: Flask would re-run this hook on that error.
+            try:
+                recorder.record_request(
+                    endpoint, response.status_code, time.perf_counter() - started
+                )
+            except Exception:
+                logger.exception("request metrics failed (%s %s)", endpoint, response.status_code)
         return response
 
     app.before_request(start_clock)

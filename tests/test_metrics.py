@@ -138,3 +138,20 @@ def test_a_dir_set_after_import_keeps_metrics_in_process(
     assert metrics.shared_dir is None and MULTIPROC_ENV in caplog.text
     metrics.record_token_cache(3, 1)
     assert value(parse_samples(metrics.render().decode()), LOOKUPS, result="hit") == 3
+
+
+def test_a_failing_recorder_never_fails_the_request(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # e.g. the multiprocess directory vanished: the request is answered, the failure logged.
+    def broken(endpoint: str, status: int, seconds: float) -> None:
+        raise FileNotFoundError(f"no metrics file for {endpoint} {status} {seconds}")
+
+    metrics = app.extensions["anthropic_proxy"].metrics
+    assert metrics is not None
+    metrics.record_request = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="api.metrics"):
+        reply = client.post(COUNT_TOKENS, json=BODY, headers=KEY)
+        assert reply.status_code == 200 and reply.get_json()["input_tokens"] > 0
+        assert client.get("/no/such/path").status_code == 404
+    assert caplog.text.count("request metrics failed") == 2
