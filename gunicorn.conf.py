@@ -71,6 +71,18 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
     multiprocess.mark_process_dead(worker.pid, _metrics_dir)
 
 
+def pre_exec(server: Arbiter) -> None:
+    """A USR2 upgrade: the new master makes a metrics directory of its own.
+
+    gunicorn starts it with the environment of the last config load, which after a HUP holds
+    the directory this master made, and this master removes that directory when it exits:
+    every worker the new master booted after that would fail to write its metrics file.
+    """
+    if os.environ.get(_OWNED_MARKER) == _metrics_dir:
+        for name in ("PROMETHEUS_MULTIPROC_DIR", _OWNED_MARKER):
+            server.cfg.env_orig.pop(name, None)
+
+
 def on_exit(server: Arbiter) -> None:
     """Remove the metrics directory if this file created it."""
     del server

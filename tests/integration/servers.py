@@ -44,8 +44,14 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) ->
 class Gunicorn:
     """gunicorn with the project's gunicorn.conf.py, on a free loopback port, with extra env."""
 
-    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 8) -> None:
+    def __init__(
+        self, env: dict[str, str], workers: int = 2, threads: int = 8, script: bool = False
+    ) -> None:
+        """`script` runs the `gunicorn` console script rather than `python -m gunicorn`: a USR2
+        upgrade re-runs the command line, and under -m the new master would find gunicorn's
+        own `app` package before the project's."""
         self.port = free_port()
+        self._script = script
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = Path(tempfile.mkdtemp(prefix="gunicorn-"))
         self.log = self._dir / "server.log"
@@ -63,10 +69,11 @@ class Gunicorn:
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Gunicorn:
+        launcher = [str(Path(sys.executable).with_name("gunicorn"))]
+        if not self._script:
+            launcher = [sys.executable, "-m", "gunicorn"]
         command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
+            *launcher,
             "-c",
             str(REPO_ROOT / "gunicorn.conf.py"),
             "wsgi:app",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -130,3 +133,71 @@ def test_repeated_count_tokens_hits_the_cache_and_the_metrics_dir_is_temporary(
         assert value(samples, LOOKUPS, result="miss") > 0
         assert list(metrics_dir.glob("counter_*.db")), "workers write their values there"
     assert not metrics_dir.exists(), "the directory gunicorn.conf.py made is removed at exit"
+
+
+def wait_for(what: str, check: Callable[[], object], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
+def test_an_upgrade_after_a_reload_keeps_the_new_master_serving(fake: FakeUpstream) -> None:
+    # HUP (reload) makes gunicorn hand the reloaded environment to a USR2 (upgrade) master.
+    # The new master must not take over the metrics dir the old one made: the old master
+    # removes it when it exits, and every worker booted after that could not write its file.
+    with Gunicorn(proxy_env(fake), workers=1, threads=2, script=True) as server:
+        log = server.log_text
+        old = int(re.findall(r"\[(\d+)\] \[INFO\] Starting gunicorn", log())[0])
+        assert requests.get(server.url + "/v1/models", timeout=10).status_code == 200
+        os.kill(old, signal.SIGHUP)
+        wait_for("the reloaded worker", lambda: log().count("Booting worker") >= 2)
+        os.kill(old, signal.SIGUSR2)
+        wait_for("the new master", lambda: len(re.findall(r"Starting gunicorn", log())) >= 2)
+        new = int(re.findall(r"\[(\d+)\] \[INFO\] Starting gunicorn", log())[1])
+        try:
+            wait_for("the new master's worker", lambda: len(children(new)) == 1)
+            os.kill(old, signal.SIGTERM)  # the upgrade's last step: the old master leaves
+            wait_for("the old master to exit", lambda: not alive(old))
+            dirs = re.findall(r"metrics dir (\S+) ", log())
+            assert len(dirs) == 2 and dirs[0] != dirs[1], "each master has a dir of its own"
+            assert not Path(dirs[0]).exists() and Path(dirs[1]).is_dir()
+            for _ in range(3):
+                assert requests.get(server.url + "/health", timeout=10).status_code == 200
+            assert value(scrape(server.url), REQUESTS, endpoint="/health", status="200") >= 3
+            (worker,) = children(new)
+            os.kill(worker, signal.SIGKILL)
+            wait_for("a replacement worker", lambda: children(new) not in ([], [worker]))
+            wait_for("the replacement to serve", lambda: _serves(server.url))
+            assert alive(new), log()[-2000:]
+            assert scrape(server.url) is not None
+        finally:
+            if alive(new):
+                os.kill(new, signal.SIGTERM)
+                wait_for("the new master to exit", lambda: not alive(new))
+        assert not Path(dirs[1]).exists(), "the new master removes its own dir at exit"
+
+
+def _serves(url: str) -> bool:
+    try:
+        return requests.get(url + "/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
