@@ -1,7 +1,9 @@
-"""Names the docstring examples in the rooms use (run as doctests by `make test`)."""
+"""Names the docstring examples in the rooms use (run as doctests by `make test`), and an
+environment free of prometheus_client's multiprocess switch."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -9,6 +11,13 @@ import pytest
 from config import Settings
 from tokens.counter import TokenCounter
 from tokens.encoding import load_encoding
+
+# The tests keep metrics in process, one registry per app, and give gunicorn a directory of its
+# own. A PROMETHEUS_MULTIPROC_DIR left in the shell (from running gunicorn by hand, say) would
+# make prometheus_client, imported after this file by tests/conftest.py, write every test's
+# figures to files there and sum them over all apps.
+for _name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(autouse=True, scope="session")

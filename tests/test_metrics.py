@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -13,6 +17,8 @@ from app import create_app
 from config import Settings
 from metrics import MULTIPROC_ENV, Metrics
 from tests.prometheus_text import Samples, parse_samples, total, value
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 LOOKUPS = "anthropic_proxy_token_cache_lookups_total"
 REQUESTS = "anthropic_proxy_requests_total"
@@ -125,9 +131,6 @@ def test_each_app_has_its_own_registry(settings: Settings) -> None:
     assert value(scrape(quiet), REQUESTS, endpoint="/health", status="200") == 0
 
 
-@pytest.mark.skipif(
-    getattr(values.ValueClass, "_multiprocess", False), reason="pytest runs in multiprocess mode"
-)
 def test_a_dir_set_after_import_keeps_metrics_in_process(
     monkeypatch: pytest.MonkeyPatch, tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -155,3 +158,23 @@ def test_a_failing_recorder_never_fails_the_request(
         assert reply.status_code == 200 and reply.get_json()["input_tokens"] > 0
         assert client.get("/no/such/path").status_code == 404
     assert caplog.text.count("request metrics failed") == 2
+
+
+def test_the_tests_ignore_a_multiproc_dir_left_in_the_environment(tmp_path: Path) -> None:
+    # A shell that ran gunicorn by hand may still export it. prometheus_client would then write
+    # every test's figures to files there and sum them over all apps (or fail to create an app
+    # if the directory is gone); the tests keep their metrics in process, one registry per app.
+    assert not getattr(values.ValueClass, "_multiprocess", False)
+    tests = [f"{__file__}::{name}" for name in ("test_each_app_has_its_own_registry",)]
+    for directory in (tmp_path, tmp_path / "gone"):
+        env = {**os.environ, MULTIPROC_ENV: str(directory)}
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stdout[-3000:]
+    assert list(tmp_path.iterdir()) == [], "nothing written to the directory"
