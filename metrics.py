@@ -14,6 +14,8 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from config import ConfigError
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "anthropic_proxy_"
@@ -29,6 +31,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.shared_dir = shared_dir()
+        if self.shared_dir is not None:
+            _prepare(self.shared_dir)
         self._cache_lookups = Counter(
             PREFIX + "token_cache_lookups",
             "Token counter cache lookups, one per content piece counted, by result.",
@@ -88,3 +92,16 @@ def shared_dir() -> str | None:
         )
         return None
     return path if writes_files else None
+
+
+def _prepare(path: str) -> None:
+    """Make the shared directory if missing (gunicorn.conf.py does; `flask run` does not).
+
+    Raises ConfigError naming PROMETHEUS_MULTIPROC_DIR when it cannot hold the value files.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{MULTIPROC_ENV}={path!r} cannot be created: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{MULTIPROC_ENV}={path!r} is not writable by this process")

@@ -178,3 +178,38 @@ def test_the_tests_ignore_a_multiproc_dir_left_in_the_environment(tmp_path: Path
         )
         assert run.returncode == 0, run.stdout[-3000:]
     assert list(tmp_path.iterdir()) == [], "nothing written to the directory"
+
+
+def run_app_in_multiprocess_mode(directory: Path) -> subprocess.CompletedProcess[str]:
+    """create_app and a request, in a process started with PROMETHEUS_MULTIPROC_DIR set."""
+    code = (
+        "from app import create_app\n"
+        "from config import Settings\n"
+        "client = create_app(Settings.from_env({})).test_client()\n"
+        "print(client.get('/health').status_code, client.get('/metrics').status_code)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env={**os.environ, MULTIPROC_ENV: str(directory)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_missing_multiproc_dir_is_made_outside_gunicorn(tmp_path: Path) -> None:
+    # `flask run` reads .env before importing the app, so the dir .env names for gunicorn is
+    # used there too, and nothing else creates it.
+    directory = tmp_path / "not" / "there"
+    run = run_app_in_multiprocess_mode(directory)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["200", "200"]
+    assert list(directory.glob("counter_*.db"))
+
+
+def test_an_unusable_multiproc_dir_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    run = run_app_in_multiprocess_mode(tmp_path / "file" / "metrics")
+    assert run.returncode != 0
+    assert f"ConfigError: {MULTIPROC_ENV}=" in run.stderr, run.stderr[-3000:]
