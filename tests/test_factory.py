@@ -44,7 +44,9 @@ def test_importing_modules_does_no_work() -> None:
         "import app, config, metrics, api.completions, api.health, api.metrics, api.models\n"
         "import upstream.client, tokens, context.scaling\n"
         "import tiktoken.registry as r\n"
+        "from tokens.encoding import _build_offline\n"
         "assert not r.ENCODINGS, 'an encoding was loaded at import'\n"
+        "assert not _build_offline.cache_info().currsize, 'an encoding was built at import'\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
 
