@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import tempfile
 from typing import TYPE_CHECKING
@@ -54,13 +55,28 @@ if not _metrics_dir:
     os.environ[_OWNED_MARKER] = _metrics_dir
 
 
+# The value files prometheus_client writes: counter_<pid>.db, gauge_<mode>_<pid>.db, ...
+_VALUE_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+
+
 def on_starting(server: Arbiter) -> None:
-    """Start the metrics from zero: drop the value files an earlier server left behind."""
+    """Start the metrics from zero: drop the value files an earlier server left behind.
+
+    A directory that holds other *.db files is refused, not emptied: a scrape reads every
+    *.db there, and they may be somebody's data.
+    """
     os.makedirs(_metrics_dir, exist_ok=True)
-    stale = glob.glob(os.path.join(_metrics_dir, "*.db"))
-    for path in stale:
-        os.remove(path)
-    server.log.info("metrics dir %s (%d stale files removed)", _metrics_dir, len(stale))
+    names = [os.path.basename(path) for path in glob.glob(os.path.join(_metrics_dir, "*.db"))]
+    foreign = sorted(name for name in names if not _VALUE_FILE.fullmatch(name))
+    if foreign:
+        raise RuntimeError(
+            f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir!r} holds files that are not "
+            f"prometheus_client's ({', '.join(foreign[:3])}): give the metrics a directory "
+            "of their own"
+        )
+    for name in names:
+        os.remove(os.path.join(_metrics_dir, name))
+    server.log.info("metrics dir %s (%d stale files removed)", _metrics_dir, len(names))
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -201,3 +202,21 @@ def _serves(url: str) -> bool:
         return requests.get(url + "/health", timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_a_metrics_dir_holding_other_files_stops_gunicorn_and_keeps_them(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    # A directory shared with other files by mistake: deleting every *.db there would destroy
+    # them, and keeping them would break every scrape (prometheus_client reads all *.db).
+    foreign = tmp_path / "app.db"
+    foreign.write_bytes(b"SQLite format 3\x00")
+    stale = tmp_path / "counter_99999.db"
+    stale.write_bytes(b"left over from an earlier server")
+    server = Gunicorn(proxy_env(fake, PROMETHEUS_MULTIPROC_DIR=str(tmp_path)), workers=1)
+    try:
+        with pytest.raises(RuntimeError, match=r"PROMETHEUS_MULTIPROC_DIR=.*app\.db"):
+            server.__enter__()
+    finally:
+        server.__exit__(None, None, None)
+    assert foreign.read_bytes() == b"SQLite format 3\x00" and stale.exists()
