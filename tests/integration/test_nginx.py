@@ -81,3 +81,13 @@ def test_client_errors_pass_through_nginx_as_json(nginx: Nginx) -> None:
     )
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["message"]
+
+
+def test_metrics_are_not_served_to_the_internet(nginx: Nginx, server: Gunicorn) -> None:
+    # /metrics asks for no key even with PROXY_API_KEYS set; the internet-facing nginx hides it.
+    through_nginx = requests.get(nginx.url + "/metrics", timeout=10)
+    assert through_nginx.status_code == 403 and "anthropic_proxy" not in through_nginx.text
+    for disguised in ("/%6detrics", "/metrics?format=text", "//metrics"):
+        assert requests.get(nginx.url + disguised, timeout=10).status_code == 403, disguised
+    assert requests.get(server.url + "/metrics", timeout=10).status_code == 200, "app port scrapes"
+    assert requests.get(nginx.url + "/health", timeout=10).status_code == 200
