@@ -12,13 +12,14 @@ The two completions and two Messages calls reach z.ai and cost a few tokens.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
+
+from upstream.sse import iter_sse
 
 KEY_VARIABLES = ("PROXY_TEST_KEY", "ZAI_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 PROMPT = "Reply with the single word: pong"
@@ -46,13 +47,11 @@ class Proxy:
 
 
 def sse_data(response: requests.Response) -> Iterator[Any]:
-    """The JSON payload of every `data:` line of an event stream (`[DONE]` ends it)."""
-    for line in response.iter_lines(decode_unicode=True):
-        if line and line.startswith("data:"):
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            yield json.loads(data)
+    """The JSON payload of every event of a stream, decoded as the proxy decodes z.ai's."""
+    for event in iter_sse(response.iter_content(chunk_size=None)):
+        if event.data == "[DONE]":
+            return
+        yield event.json()
 
 
 def check_health(proxy: Proxy) -> str:
