@@ -45,41 +45,24 @@ def jpeg(width: int, height: int, exif_bytes: int = 0) -> bytes:
     return b"\xff\xd8" + app1 + sof0 + b"\xff\xd9"
 
 
+def webp(chunk: bytes, data: bytes) -> bytes:
+    """A RIFF/WEBP file holding one chunk (VP8, VP8L or VP8X) with `data`."""
+    body = chunk + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
 def webp_lossy(width: int, height: int) -> bytes:
-    frame = b"\x00\x00\x00" + b"\x9d\x01\x2a" + struct.pack("<HH", width, height)
-    return (
-        b"RIFF"
-        + struct.pack("<I", 4 + 8 + len(frame))
-        + b"WEBP"
-        + b"VP8 "
-        + struct.pack("<I", len(frame))
-        + frame
-    )
+    return webp(b"VP8 ", b"\x00\x00\x00" + b"\x9d\x01\x2a" + struct.pack("<HH", width, height))
 
 
 def webp_lossless(width: int, height: int) -> bytes:
     bits = (width - 1) | ((height - 1) << 14)
-    data = b"\x2f" + bits.to_bytes(4, "little")
-    return (
-        b"RIFF"
-        + struct.pack("<I", 4 + 8 + len(data))
-        + b"WEBP"
-        + b"VP8L"
-        + struct.pack("<I", len(data))
-        + data
-    )
+    return webp(b"VP8L", b"\x2f" + bits.to_bytes(4, "little"))
 
 
 def webp_extended(width: int, height: int) -> bytes:
-    data = b"\x00" * 4 + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
-    return (
-        b"RIFF"
-        + struct.pack("<I", 4 + 8 + len(data))
-        + b"WEBP"
-        + b"VP8X"
-        + struct.pack("<I", len(data))
-        + data
-    )
+    size = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return webp(b"VP8X", b"\x00" * 4 + size)
 
 
 def b64(data: bytes) -> str:
