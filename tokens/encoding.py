@@ -82,6 +82,8 @@ def with_glm_digit_groups(encoding: tiktoken.Encoding) -> tiktoken.Encoding:
     Returns `encoding` itself when it has none of them (a GLM file, or an encoding already
     built with `glm_digits`). Uses the attributes tiktoken documents for extending encodings.
     """
+    if encoding.name.endswith(GLM_DIGITS_SUFFIX):
+        return encoding  # built so already: skip filtering 100k ranks again at every start-up
     ranks = glm_digit_ranks(encoding._mergeable_ranks)
     if len(ranks) == len(encoding._mergeable_ranks):
         return encoding
