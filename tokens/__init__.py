@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tokens.counter import TokenBreakdown, TokenCounter
+from tokens.counter import MessageCounts, TokenBreakdown, TokenCounter
 from tokens.encoding import load_encoding
 from tokens.images import ImageTokenPolicy
 
 if TYPE_CHECKING:
     from config import Settings
 
-__all__ = ["ImageTokenPolicy", "TokenBreakdown", "TokenCounter", "build_counter", "load_encoding"]
+__all__ = [
+    "ImageTokenPolicy",
+    "MessageCounts",
+    "TokenBreakdown",
+    "TokenCounter",
+    "build_counter",
+    "load_encoding",
+]
 
 
 def build_counter(

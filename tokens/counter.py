@@ -20,7 +20,7 @@ import cachetools
 import tiktoken
 
 from tokens.bias import DEFAULT_RATES, GlmEstimator, ScriptRates
-from tokens.framing import Layout, Section, layout_anthropic, layout_openai
+from tokens.framing import ImageRef, Layout, Section, Wire, layout_anthropic, layout_openai
 from tokens.images import DEFAULT_IMAGE_POLICY, ImageTokenPolicy, read_image_size
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ LEGACY_CHARS_PER_TOKEN = 4
 # Content of an unknown type or shape counts by its JSON length (issue 4) instead of being
 # encoded, so a stray base64 blob costs a division, not a multi-megabyte encode.
 ODD_CHARS_PER_TOKEN = 4
+SECTIONS: tuple[Section, ...] = ("system", "messages", "tools")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,23 @@ class TokenBreakdown:
     def to_dict(self) -> dict[str, int]:
         """The fields and the total, for logs and context_info."""
         return {**asdict(self), "total": self.total}
+
+
+@dataclass(frozen=True)
+class MessageCounts:
+    """A request's tokens as a fixed part (framing, system, tools) plus one figure per message.
+
+    Both come from the walk count_request makes, so `total` equals it; cumulative sums of
+    `messages` tell what any cut of the conversation costs without counting it again.
+    """
+
+    fixed: int
+    messages: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        """All input tokens of the request."""
+        return self.fixed + sum(self.messages)
 
 
 class TokenCounter:
@@ -106,14 +124,26 @@ class TokenCounter:
         layout.add("messages", text)
         return self._count_layout(layout, "text").messages
 
-    def count_request(self, request: Mapping[str, Any]) -> int:
-        """Input tokens of a canonical (Anthropic-shaped) request, framing included.
+    def count_request(self, request: Mapping[str, Any], wire: Wire = "anthropic") -> int:
+        """Input tokens of a canonical (Anthropic-shaped) request as `wire` forwards it.
 
         >>> user = {"role": "user", "content": "Hi"}
         >>> counter.count_request({"system": "Be brief", "messages": [user]})
         10
         """
-        return self.breakdown(request).total
+        return self.breakdown(request, wire).total
+
+    def count_messages(self, request: Mapping[str, Any], wire: Wire = "anthropic") -> MessageCounts:
+        """The fixed part and each message's tokens of a canonical request, from one walk.
+
+        >>> user = {"role": "user", "content": "Hi"}
+        >>> counts = counter.count_messages({"system": "Be brief", "messages": [user, user]})
+        >>> counts.fixed, counts.messages, counts.total
+        (8, (3, 3), 14)
+        """
+        layout = layout_anthropic(request, wire)
+        counts, images = self._count_pieces(layout)
+        return _split_by_message(layout, counts, images)
 
     def count_openai_request(self, body: Mapping[str, Any]) -> int:
         """Input tokens of an OpenAI chat-completions body, framing included.
@@ -123,9 +153,9 @@ class TokenCounter:
         """
         return self.breakdown_openai(body).total
 
-    def breakdown(self, request: Mapping[str, Any]) -> TokenBreakdown:
+    def breakdown(self, request: Mapping[str, Any], wire: Wire = "anthropic") -> TokenBreakdown:
         """Per-section counts of a canonical request (`.total` is what count_request returns)."""
-        return self._count_layout(layout_anthropic(request), "anthropic")
+        return self._count_layout(layout_anthropic(request, wire), "anthropic")
 
     def breakdown_openai(self, body: Mapping[str, Any]) -> TokenBreakdown:
         """Per-section counts of an OpenAI chat-completions body."""
@@ -161,12 +191,10 @@ class TokenCounter:
 
     def _count_layout(self, layout: Layout, shape: str) -> TokenBreakdown:
         started = time.perf_counter()
-        sections: tuple[Section, ...] = ("system", "messages", "tools")
-        texts = [t for s in sections for t in layout.texts[s]]
-        counts = self._count_texts(texts)
+        counts, images = self._count_pieces(layout)
         sums: dict[Section, int] = {}
         start = 0
-        for section in sections:
+        for section in SECTIONS:
             end = start + len(layout.texts[section])
             sums[section] = sum(counts[start:end]) + _odd_tokens(layout.odd[section])
             start = end
@@ -174,19 +202,21 @@ class TokenCounter:
             system=sums["system"],
             messages=sums["messages"],
             tools=sums["tools"],
-            images=self._count_images(layout),
+            images=sum(images),
             framing=layout.framing if shape != "text" else 0,
         )
         if self._log_breakdown and shape != "text":
-            self._log(result, shape, len(texts), time.perf_counter() - started)
+            self._log(result, shape, len(counts), time.perf_counter() - started)
         return result
 
-    def _count_images(self, layout: Layout) -> int:
-        total = 0
-        for image in layout.images:
-            size = read_image_size(image.data) if image.data and self._images.dynamic else None
-            total += self._images.estimate(size, image.description_chars)
-        return total
+    def _count_pieces(self, layout: Layout) -> tuple[list[int], list[int]]:
+        """Tokens of every text (system, messages, tools order) and of every image."""
+        texts = [t for s in SECTIONS for t in layout.texts[s]]
+        return self._count_texts(texts), [self._count_image(i) for i in layout.images]
+
+    def _count_image(self, image: ImageRef) -> int:
+        size = read_image_size(image.data) if image.data and self._images.dynamic else None
+        return self._images.estimate(size, image.description_chars)
 
     def _count_texts(self, texts: list[str]) -> list[int]:
         """Count every text: cached counts first (one lock per request), then encode the rest."""
@@ -316,6 +346,23 @@ def _pick_measure(
         encode = encoding.encode_ordinary
         return lambda text: len(encode(text))
     return GlmEstimator(encoding, rates).count
+
+
+def _split_by_message(layout: Layout, counts: list[int], images: list[int]) -> MessageCounts:
+    """Attribute a layout's counted pieces to its messages by the marks of its walk."""
+    first = len(layout.texts["system"])
+    message_texts = counts[first : first + len(layout.texts["messages"])]
+    odd = layout.odd["messages"]
+    ends = (len(message_texts), len(odd), layout.framing, len(images))
+    bounds = [*layout.marks, ends]
+    per_message = tuple(
+        sum(message_texts[a[0] : b[0]]) + _odd_tokens(odd[a[1] : b[1]]) + b[2] - a[2]
+        + sum(images[a[3] : b[3]])
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    )  # fmt: skip
+    total = sum(counts) + _odd_tokens([o for s in SECTIONS for o in layout.odd[s]])
+    total += layout.framing + sum(images)
+    return MessageCounts(total - sum(per_message), per_message)
 
 
 def _odd_tokens(items: list[str]) -> int:

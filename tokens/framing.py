@@ -48,6 +48,11 @@ TOOL_DEFINITION_TOKENS = 1
 # so these figures are upper bounds: a count errs by at most one token per message, upwards.
 
 Section = Literal["system", "messages", "tools"]
+# The upstream format a canonical request is forwarded in (upstream.routing.Endpoint values).
+Wire = Literal["anthropic", "openai"]
+# What the Anthropic-format renderer puts before reasoning it forwards as text
+# (upstream.anthropic_format.UNSIGNED_REASONING_PREFIX; a test keeps the two equal).
+UNSIGNED_REASONING_PREFIX = "[earlier reasoning]\n"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,20 @@ class Layout:
     )
     framing: int = REQUEST_TOKENS
     images: list[ImageRef] = field(default_factory=list)
+    # Where each message starts: (message texts, message odd entries, framing, images) so far.
+    # Everything before the first mark, and system or tool texts anywhere, is the fixed part.
+    marks: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    def begin_message(self) -> None:
+        """Note that the content added from now on belongs to the next message."""
+        self.marks.append(
+            (
+                len(self.texts["messages"]),
+                len(self.odd["messages"]),
+                self.framing,
+                len(self.images),
+            )
+        )
 
     def add(self, section: Section, value: object) -> None:
         """Add content of any type: strings are texts, anything else is counted by its JSON."""
@@ -104,8 +123,14 @@ def to_json(value: object) -> str:
 # ---------------------------------------------------------------------------- canonical shape
 
 
-def layout_anthropic(request: Mapping[str, Any]) -> Layout:
-    """Lay out a canonical (Anthropic Messages shaped) request."""
+def layout_anthropic(request: Mapping[str, Any], wire: Wire = "anthropic") -> Layout:
+    """Lay out a canonical (Anthropic Messages shaped) request as `wire` will forward it.
+
+    The wires differ in one thing the model reads: reasoning no model signed (an OpenAI client's
+    `reasoning_content`) goes to the Anthropic-format upstream as a text block, which the
+    template keeps in every turn; on the OpenAI-format upstream it stays reasoning, which the
+    template keeps only in the current agent loop.
+    """
     layout = Layout()
     if not isinstance(request, MAPPINGS):
         layout.add("messages", request)
@@ -114,11 +139,13 @@ def layout_anthropic(request: Mapping[str, Any]) -> Layout:
     _add_tools(layout, [_anthropic_tool(t) for t in _as_list(request.get("tools"))])
     messages = _as_list(request.get("messages"))
     current = _last_user_index(messages, _is_real_user_message)
+    unsigned_as_text = wire == "anthropic"
     for index, message in enumerate(messages):
+        layout.begin_message()
         if not isinstance(message, MAPPINGS):
             layout.add("messages", message)
         elif message.get("role") == "assistant":
-            _add_assistant_blocks(layout, message.get("content"), index > current)
+            _add_assistant_blocks(layout, message.get("content"), index > current, unsigned_as_text)
         else:
             _add_user_blocks(layout, message.get("content"))
     return layout
@@ -171,9 +198,11 @@ def _add_parts(layout: Layout, content: object) -> None:
             layout.add("messages", block)
 
 
-def _add_assistant_blocks(layout: Layout, content: object, current_turn: bool) -> None:
+def _add_assistant_blocks(
+    layout: Layout, content: object, current_turn: bool, unsigned_as_text: bool
+) -> None:
     layout.framing += ASSISTANT_TURN_TOKENS
-    if not _has_visible_text(content):
+    if not _has_visible_text(content) and not (unsigned_as_text and _has_unsigned(content)):
         layout.framing -= ASSISTANT_TEXT_NEWLINE_TOKENS
     if not isinstance(content, list):
         layout.add("messages", content)
@@ -182,6 +211,8 @@ def _add_assistant_blocks(layout: Layout, content: object, current_turn: bool) -
         kind = block.get("type") if isinstance(block, MAPPINGS) else None
         if kind == "text":
             layout.add("messages", block.get("text"))
+        elif unsigned_as_text and _is_unsigned_thinking(block):
+            layout.add("messages", UNSIGNED_REASONING_PREFIX + block["thinking"])
         elif kind in ("thinking", "redacted_thinking"):
             # Earlier turns' reasoning is dropped by the template; this turn's is kept.
             if current_turn:
@@ -205,14 +236,23 @@ def _add_tool_call(layout: Layout, name: object, arguments: object) -> None:
 
 
 def _anthropic_tool(tool: object) -> object:
-    """The OpenAI-style function object GLM's template prints for an Anthropic tool."""
+    """The function object z.ai prints for an Anthropic tool."""
     if not isinstance(tool, MAPPINGS) or "input_schema" not in tool:
         return tool  # server tools and odd shapes are printed as they are
     function = {"name": tool.get("name")}
     if "description" in tool:
         function["description"] = tool["description"]
     function["parameters"] = tool["input_schema"]
-    return {"type": "function", "function": function}
+    return function
+
+
+def _bare_function(tool: object) -> object:
+    """z.ai prints an OpenAI tool as its bare function object, without the type wrapper."""
+    if isinstance(tool, MAPPINGS) and tool.get("type") == "function":
+        function = tool.get("function")
+        if isinstance(function, MAPPINGS):
+            return function
+    return tool
 
 
 def _add_tools(layout: Layout, tools: list[object]) -> None:
@@ -222,6 +262,21 @@ def _add_tools(layout: Layout, tools: list[object]) -> None:
     for tool in tools:
         layout.framing += TOOL_DEFINITION_TOKENS
         layout.add("tools", to_json(tool))
+
+
+def _is_unsigned_thinking(block: object) -> bool:
+    """Reasoning no model signed, with something in it: the Anthropic wire sends it as text."""
+    return (
+        isinstance(block, MAPPINGS)
+        and block.get("type") == "thinking"
+        and not block.get("signature")
+        and isinstance(block.get("thinking"), str)
+        and bool(block["thinking"].strip())
+    )
+
+
+def _has_unsigned(content: object) -> bool:
+    return isinstance(content, list) and any(_is_unsigned_thinking(b) for b in content)
 
 
 def _is_tool_result(block: object) -> bool:
@@ -247,8 +302,8 @@ def layout_openai(body: Mapping[str, Any]) -> Layout:
     if not isinstance(body, MAPPINGS):
         layout.add("messages", body)
         return layout
-    functions = [{"type": "function", "function": f} for f in _as_list(body.get("functions"))]
-    _add_tools(layout, _as_list(body.get("tools")) + functions)
+    tools = [_bare_function(t) for t in _as_list(body.get("tools"))]
+    _add_tools(layout, tools + _as_list(body.get("functions")))
     messages = _as_list(body.get("messages"))
     current = _last_user_index(
         messages, lambda m: isinstance(m, MAPPINGS) and m.get("role") == "user"

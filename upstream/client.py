@@ -155,12 +155,13 @@ class UpstreamClient:
         chunks = response.iter_content(chunk_size=None)
         try:
             for event in wire.parse_stream(iter_sse(chunks), input_estimate):
-                if event["type"] == "message_stop":
-                    # Clients stop reading at message_stop; reading the few bytes left (the
-                    # chunked terminator) first lets the connection go back to the pool.
-                    for _ in chunks:
-                        pass
                 yield event
+                if event["type"] == "message_stop":
+                    # The answer is complete and already on its way to the client. Reading the
+                    # few bytes left (the chunked terminator) lets the connection go back to
+                    # the pool; an upstream that stalls or resets here costs only the socket.
+                    _drain(chunks)
+                    return
         except requests.RequestException as exc:
             logger.warning("upstream stream failed: %s", type(exc).__name__)
             yield c.error_event("upstream stream was interrupted")
@@ -169,6 +170,15 @@ class UpstreamClient:
             yield c.error_event("upstream stream carried invalid data")
         finally:
             response.close()
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    """Read what is left of a finished stream; any failure only loses the pooled connection."""
+    try:
+        for _ in chunks:
+            pass
+    except Exception as exc:  # noqa: BLE001 - nothing after message_stop may reach the client
+        logger.debug("upstream stream did not close cleanly after message_stop: %s", exc)
 
 
 def _json_answer(response: requests.Response) -> dict[str, Any]:

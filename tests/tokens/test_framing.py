@@ -2,7 +2,8 @@
 
 The expected totals were measured by rendering GLM-4.6's chat template (transformers settings:
 trim_blocks, lstrip_blocks, add_generation_prompt) and encoding it with glm-4.6.tiktoken with
-special tokens allowed. The rendered prompt of each case is in its comment.
+special tokens allowed, with each tool printed as its bare function object as z.ai prints it
+(DESIGN.md §5). The rendered prompt of each case is in its comment.
 """
 
 from __future__ import annotations
@@ -94,12 +95,12 @@ EXACT_CASES = {
         },
         36,
     ),
-    # …<|system|>\n# Tools … <tools>\n{"type": "function", "function": {…}}\n</tools> …
+    # …<|system|>\n# Tools … <tools>\n{"name": "read_file", …}\n</tools> …
     # </tool_call><|user|>\nOpen the readme<|assistant|>
     "tools": (
         {"tools": [TOOL], "messages": [{"role": "user", "content": "Open the readme"}]},
         {"tools": [OPENAI_TOOL], "messages": [{"role": "user", "content": "Open the readme"}]},
-        165,
+        156,
     ),
     # …<|user|>\nShow me the config<|assistant|>\n<think>I should read it first</think>\n
     # Reading the config\n<tool_call>read_file\n<arg_key>path</arg_key>\n<arg_value>config.py
@@ -159,7 +160,7 @@ EXACT_CASES = {
                 {"role": "tool", "tool_call_id": "toolu_1", "content": "DEBUG = False"},
             ],
         },
-        219,
+        210,
     ),
     # …<|user|>\nPick a number<|assistant|>\n<think></think>\nSeven<|user|>\nAnother one
     # <|assistant|>  (reasoning of a turn before the last user message is dropped)
@@ -170,7 +171,11 @@ EXACT_CASES = {
                 {
                     "role": "assistant",
                     "content": [
-                        {"type": "thinking", "thinking": "Seven feels random enough"},
+                        {
+                            "type": "thinking",
+                            "thinking": "Seven feels random enough",
+                            "signature": "sig",
+                        },
                         text("Seven"),
                     ],
                 },
@@ -350,7 +355,7 @@ def test_thinking_counts_only_in_the_current_turn(
             {
                 "role": "assistant",
                 "content": [
-                    {"type": "thinking", "thinking": "SECRET-PLAN"},
+                    {"type": "thinking", "thinking": "SECRET-PLAN", "signature": "sig"},
                     {"type": "tool_use", "id": "1", "name": "run", "input": {}},
                 ],
             },
@@ -371,7 +376,44 @@ def test_openai_legacy_functions_and_function_call_are_counted() -> None:
         ],
     }  # fmt: skip
     layout = layout_openai(body)
-    assert layout.texts["tools"] == [
-        '{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}'
-    ]
+    assert layout.texts["tools"] == ['{"name": "lookup", "parameters": {"type": "object"}}']
     assert layout.texts["messages"] == ["find it", "lookup", "q", "x", "found"]
+
+
+@pytest.mark.parametrize(
+    ("wire", "later_user", "counted"),
+    [
+        # the Anthropic-format renderer sends unsigned reasoning as a text block: always read
+        ("anthropic", True, "[earlier reasoning]\nPLAN-B"),
+        ("anthropic", False, "[earlier reasoning]\nPLAN-B"),
+        # the OpenAI-format renderer sends it as reasoning_content: read in the current loop only
+        ("openai", False, "PLAN-B"),
+        ("openai", True, None),
+    ],
+)
+def test_unsigned_reasoning_is_counted_as_the_wire_sends_it(
+    wire: Any, later_user: bool, counted: str | None
+) -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "go"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "PLAN-B", "signature": ""},
+                {"type": "tool_use", "id": "1", "name": "run", "input": {}},
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "1", "content": "ok"}]},
+    ]
+    if later_user:
+        messages.append({"role": "user", "content": [text("and now?")]})
+    texts = layout_anthropic({"messages": messages}, wire).texts["messages"]
+    reasoning = [t for t in texts if "PLAN-B" in t]
+    assert reasoning == ([counted] if counted else [])
+
+
+def test_unsigned_reasoning_prefix_matches_the_renderer() -> None:
+    from tokens.framing import UNSIGNED_REASONING_PREFIX
+    from upstream.anthropic_format import UNSIGNED_REASONING_PREFIX as RENDERED
+
+    assert UNSIGNED_REASONING_PREFIX == RENDERED
