@@ -11,6 +11,7 @@ from api import metrics as metrics_api
 from api.errors import register_error_handlers
 from api.services import EXTENSION_KEY, Services
 from config import Settings
+from context.manager import ContextManager
 from metrics import Metrics
 from tokens import build_counter
 from upstream.client import UpstreamClient
@@ -34,7 +35,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             read_timeout=settings.request_timeout,
             pool_size=settings.upstream_pool_size,
         ),
-        counter=build_counter(settings, metrics.record_token_cache if metrics else None),
+        context=ContextManager(
+            settings,
+            build_counter(settings, metrics.record_token_cache if metrics else None),
+            condenser=None,  # AI condensation arrives with the condensation/ package (issue 6)
+            observer=metrics,
+        ),
         metrics=metrics,
     )
     for blueprint in (health.bp, models.bp, completions.bp):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.Enum)
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
@@ -17,6 +18,13 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
 class ConfigError(ValueError):
     """An environment variable holds a value the proxy cannot use."""
+
+
+class UsageReporting(enum.Enum):
+    """What reported usage and count_tokens describe (DESIGN.md §4)."""
+
+    FORWARDED = "forwarded"  # the request actually sent, after condensation or truncation
+    CONVERSATION = "conversation"  # the client's whole conversation
 
 
 class EndpointPreference(enum.Enum):
@@ -98,12 +106,20 @@ def _parse_level(name: str, raw: str) -> str:
     return level
 
 
-def _parse_preference(name: str, raw: str) -> EndpointPreference:
-    try:
-        return EndpointPreference(raw.strip().lower())
-    except ValueError:
-        allowed = ", ".join(p.value for p in EndpointPreference)
-        raise ConfigError(f"{name}={raw!r} must be one of: {allowed}") from None
+def _parse_choice(kind: type[E]) -> Callable[[str, str], E]:
+    """A parser for one value of the enum `kind`, case-insensitive."""
+
+    def parse(name: str, raw: str) -> E:
+        try:
+            return kind(raw.strip().lower())
+        except ValueError:
+            allowed = ", ".join(str(p.value) for p in kind)
+            raise ConfigError(f"{name}={raw!r} must be one of: {allowed}") from None
+
+    return parse
+
+
+_parse_preference = _parse_choice(EndpointPreference)
 
 
 _int = _parse_number(int, minimum=0)
@@ -171,6 +187,26 @@ class Settings:
     image_tokens_per_char: float = env("IMAGE_TOKENS_PER_CHAR", "0.25", _float)
     fixed_image_tokens: int = env("FIXED_IMAGE_TOKENS", "1000", _int)
 
+    # --- context management (DESIGN.md §4): risk bands, output reserve, truncation, reporting
+    enable_ai_condensation: bool = env("ENABLE_AI_CONDENSATION", "true", _parse_bool)
+    condensation_caution_threshold: float = env("CONDENSATION_CAUTION_THRESHOLD", "0.70", _float)
+    condensation_warning_threshold: float = env("CONDENSATION_WARNING_THRESHOLD", "0.80", _float)
+    condensation_critical_threshold: float = env("CONDENSATION_CRITICAL_THRESHOLD", "0.90", _float)
+    # Tokens kept free for the answer: input budget = window - min(max_tokens, this).
+    output_reserve_tokens: int = env("OUTPUT_RESERVE_TOKENS", "8192", _positive_int)
+    # Plain "drop the oldest turns until it fits" instead of keeping the task and shrinking.
+    simple_truncation: bool = env("SIMPLE_TRUNCATION", "false", _parse_bool)
+    usage_reporting: UsageReporting = env(
+        "USAGE_REPORTING", "forwarded", _parse_choice(UsageReporting)
+    )
+    # Seconds between ": keepalive" comments while a stream waits for slow work upstream.
+    keepalive_interval: float = env("KEEPALIVE_INTERVAL", "5", _seconds)
+    context_cache_size: int = env("CONTEXT_CACHE_SIZE", "100", _positive_int)
+    context_analysis_cache_ttl: float = env("CONTEXT_ANALYSIS_CACHE_TTL", "300", _seconds)
+    enable_context_performance_logging: bool = env(
+        "ENABLE_CONTEXT_PERFORMANCE_LOGGING", "false", _parse_bool
+    )
+
     # --- logging and monitoring
     log_level: str = env("LOG_LEVEL", "INFO", _parse_level)
     # GET /metrics (Prometheus) and the per-request hooks that feed it.
@@ -197,11 +233,25 @@ class Settings:
 
     def validate(self) -> None:
         """Cross-field checks; raises ConfigError naming the variable."""
+        self._validate_thresholds()
         if self.proxy_api_keys and not self.server_api_key:
             raise ConfigError(
                 "PROXY_API_KEYS is set but SERVER_API_KEY is empty: the proxy would have no key "
                 "to call z.ai with"
             )
+
+    def _validate_thresholds(self) -> None:
+        bands = (
+            ("CONDENSATION_CAUTION_THRESHOLD", self.condensation_caution_threshold),
+            ("CONDENSATION_WARNING_THRESHOLD", self.condensation_warning_threshold),
+            ("CONDENSATION_CRITICAL_THRESHOLD", self.condensation_critical_threshold),
+        )
+        for name, value in bands:
+            if not 0 < value <= 1:
+                raise ConfigError(f"{name}={value} must be in (0, 1]")
+        for (low_name, low), (high_name, high) in zip(bands, bands[1:], strict=False):
+            if low >= high:
+                raise ConfigError(f"{low_name}={low} must be below {high_name}={high}")
 
     @property
     def counting_is_legacy(self) -> bool:

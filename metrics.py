@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from config import ConfigError
+
+if TYPE_CHECKING:
+    from context.info import ContextInfo
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,32 @@ class Metrics:
             ["endpoint", "status"],
             registry=self.registry,
         )
+        self._risk = Counter(
+            PREFIX + "context_requests",
+            "Completion requests by the risk level of their effective conversation.",
+            ["risk_level"],
+            registry=self.registry,
+        )
+        self._truncations = Counter(
+            PREFIX + "context_truncations",
+            "Requests truncated to fit the window (after condensation, or without it).",
+            registry=self.registry,
+        )
+        self._messages_removed = Counter(
+            PREFIX + "context_messages_removed",
+            "Messages dropped by truncation.",
+            registry=self.registry,
+        )
+        self._overflow_retries = Counter(
+            PREFIX + "context_overflow_retries",
+            "Smaller retries after the upstream answered that the prompt is too long.",
+            registry=self.registry,
+        )
+        self._max_tokens_lowered = Counter(
+            PREFIX + "context_max_tokens_lowered",
+            "Requests whose max_tokens was lowered so input and output fit the window.",
+            registry=self.registry,
+        )
         self._duration = Histogram(
             PREFIX + "request_duration_seconds",
             "Seconds until the response starts: the whole answer for JSON, headers for streams.",
@@ -54,6 +84,17 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+
+    def record_context(self, info: ContextInfo) -> None:
+        """Count one context decision: its risk level and what it had to do."""
+        self._risk.labels(risk_level=info.risk_level.value).inc()
+        if info.truncated:
+            self._truncations.inc()
+            self._messages_removed.inc(info.messages_removed)
+        if info.overflow_retry:
+            self._overflow_retries.inc()
+        if info.max_tokens_lowered:
+            self._max_tokens_lowered.inc()
 
     def record_token_cache(self, hits: int, misses: int) -> None:
         """Count one request's token-cache hits and misses."""

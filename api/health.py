@@ -40,4 +40,5 @@ def health() -> dict[str, Any]:
             "server_key": shown["server_api_key_set"],
         },
         "token_counter": services.counter.stats(),
+        "context": services.context.stats(),
     }

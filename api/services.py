@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from flask import current_app
 
 from config import Settings
+from context.manager import ContextManager
 from metrics import Metrics
-from upstream import canonical as c
+from tokens import TokenCounter
 from upstream.client import UpstreamClient
 
 EXTENSION_KEY = "anthropic_proxy"
-
-
-class Counter(Protocol):
-    """What the views need from a token counter."""
-
-    def count_request(self, request: c.Request) -> int: ...
-
-    def stats(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -30,9 +22,14 @@ class Services:
 
     settings: Settings
     upstream: UpstreamClient
-    counter: Counter
+    context: ContextManager  # owns the TokenCounter (and the Condenser)
     metrics: Metrics | None = None  # None when ENABLE_METRICS=false
     started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def counter(self) -> TokenCounter:
+        """The worker's TokenCounter, owned by the ContextManager."""
+        return self.context.counter
 
 
 def get_services() -> Services:

@@ -69,9 +69,15 @@ class UsageReport:
     estimate: int
     window: int
     factor: float
+    # Input tokens the forwarded request left out, added back when usage describes the client's
+    # whole conversation (USAGE_REPORTING=conversation); 0 when it describes what was sent.
+    added: int = 0
 
     def usage(self, usage: dict[str, Any]) -> dict[str, Any]:
-        return scale_usage(sanitize_usage(usage, self.estimate, self.window), self.factor)
+        checked = sanitize_usage(usage, self.estimate, self.window)
+        if self.added and isinstance(checked.get("input_tokens"), int):
+            checked["input_tokens"] += self.added
+        return scale_usage(checked, self.factor)
 
     def response(self, response: c.Response) -> c.Response:
         """A canonical response with its usage reported."""

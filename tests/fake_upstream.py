@@ -16,11 +16,25 @@ and then script it over HTTP: ``POST /_fake/script``, ``POST /_fake/fault``, ``P
 ``GET /_fake/requests``, ``POST /_fake/release``, ``POST /_fake/reset``.
 
 It validates requests the way z.ai does (auth, known model, allowed fields, a valid conversation
-per `context.validation`, the context window) and answers with deterministic replies: the next
+per its own rules in `tests.fake.rules`, the context window) and answers with deterministic
+replies: the next
 scripted one, else ``"echo: <last user text>"``, rendered in the request's own format, streamed as
 real SSE with one write per event. Faults can be injected for the next N valid requests; a
 ``hold`` fault parks a stream mid-way until ``release()``, and a stream whose writes fail because
 the client went away is recorded as ``aborted`` (``wait_aborted()`` waits for one).
+
+Token counting and the window (rules tests can rely on):
+
+- Input tokens are GLM-4.6's: its tokenizer (``../shared/tokenizers/glm-4.6.tiktoken``) over its
+  chat template rendered for the body (`tests.fake.glm`). Without the file, cl100k_base over the
+  same rendered prompt. The count is ``usage.input_tokens`` / ``usage.prompt_tokens`` (the final
+  usage chunk of a stream included) unless a scripted reply sets usage, and is recorded as
+  ``RecordedRequest.input_tokens`` (alias ``estimated_tokens``).
+- A request overflows when input tokens + its ``max_tokens`` (0 when absent) exceed the model's
+  window, as z.ai rejects a prompt plus requested output over the model's max length. The answer
+  is HTTP 400 with z.ai's body ``{"error":{"code":"1261","message":"Prompt exceeds max length"}}``.
+
+The fake never imports the project's code, so a wrong rule in the proxy cannot pass its tests.
 """
 
 from __future__ import annotations
@@ -41,24 +55,23 @@ from tests.fake.checks import (  # noqa: E402
     OVERFLOW_BODY,
     anthropic_problems,
     error_body,
-    estimate_tokens,
     last_prompt_text,
     openai_problems,
 )
 from tests.fake.constants import (  # noqa: E402
     ANTHROPIC_PREFIX,
-    CHARS_PER_TOKEN,
     CHUNK_CHARS,
     DEFAULT_MODELS,
     DEFAULT_WINDOW,
     DEFAULT_WINDOWS,
     FINISH_REASONS,
-    IMAGE_TOKENS,
     OPENAI_PREFIX,
     ROUTES,
     VISION_MODELS,
     Json,
 )
+from tests.fake.glm import count_input_tokens, glm_prompt, glm_tokens  # noqa: E402
+from tests.fake.images import IMAGE_TOKENS  # noqa: E402
 from tests.fake.plans import (  # noqa: E402
     FAULT_KINDS,
     REPLACING_FAULTS,
@@ -84,7 +97,6 @@ __all__ = [
     "ANTHROPIC_ERROR_TYPES",
     "ANTHROPIC_FIELDS",
     "ANTHROPIC_PREFIX",
-    "CHARS_PER_TOKEN",
     "CHUNK_CHARS",
     "DEFAULT_MODELS",
     "DEFAULT_WINDOW",
@@ -107,9 +119,11 @@ __all__ = [
     "Reply",
     "ToolCall",
     "anthropic_problems",
+    "count_input_tokens",
     "default_reply",
     "error_body",
-    "estimate_tokens",
+    "glm_prompt",
+    "glm_tokens",
     "json_plan",
     "last_prompt_text",
     "main",

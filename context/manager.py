@@ -1,0 +1,453 @@
+"""ContextManager: every completion request passes here before it is forwarded (DESIGN.md §4).
+
+It counts the conversation as the routed wire will send it, grades the risk against the input
+budget, decides the action, and makes sure what is forwarded fits the real window: condensation
+through a `Condenser` when one is plugged in (issue 6), structure-safe truncation as the last
+resort, max_tokens lowered when input and output would not both fit. It reports what it did as
+`ContextInfo`, predicts the managed size for count_tokens, and sizes the one retry after an
+upstream overflow answer.
+
+One manager per worker, built in create_app; it owns the TokenCounter and the Condenser.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import cachetools
+
+from config import Settings, UsageReporting
+from context.info import ContextInfo
+from context.overflow import is_overflow, overflow_tokens
+from context.risk import (
+    Action,
+    Budget,
+    RiskLevel,
+    Thresholds,
+    action_for,
+    budget_for,
+    fitted_max_tokens,
+    grade,
+)
+from context.truncation import PromptTooLong, Truncation, truncate
+from errors import BadRequest
+from tokens import MessageCounts, TokenCounter
+from upstream import canonical as c
+from upstream.blocks import thinking_budget
+from upstream.routing import Route, choose_route
+
+logger = logging.getLogger(__name__)
+
+# Without a stated count, a retry after an overflow answer aims this much lower.
+RETRY_SHRINK = 0.85
+# With one, it aims this far below the budget the stated count implies.
+RETRY_MARGIN = 0.98
+CONDENSING_ACTIONS = frozenset(
+    {Action.CONDENSATION_LIGHT, Action.CONDENSATION_AGGRESSIVE, Action.EMERGENCY_TRUNCATION}
+)
+
+
+class PromptTooLongError(BadRequest):
+    """400: the request cannot fit even after truncation ("prompt is too long", as Claude Code
+    expects to read)."""
+
+
+class Condenser(Protocol):
+    """What the manager needs from condensation (the `condensation/` package, issue 6)."""
+
+    def effective(self, request: c.Request) -> tuple[c.Request, int]:
+        """The request with every cached condensation put back, and the messages they replace."""
+        ...
+
+    def condense(
+        self, request: c.Request, counts: MessageCounts, budget: Budget, action: Action
+    ) -> tuple[c.Request, int] | None:
+        """A condensed request and the messages condensed, or None; may block for seconds."""
+        ...
+
+
+class Observer(Protocol):
+    """Who hears each decision (metrics)."""
+
+    def record_context(self, info: ContextInfo) -> None: ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One request's decision: what to forward, why, and what is needed to retry it smaller."""
+
+    route: Route
+    request: c.Request  # to forward
+    effective: c.Request  # the client's conversation with cached condensations put back
+    effective_counts: MessageCounts
+    budget: Budget
+    info: ContextInfo
+    pending_condensation: bool  # slow work still to run (after headers, for streams)
+
+    @property
+    def reported_input_tokens(self) -> int:
+        """The input size usage describes before the upstream says (USAGE_REPORTING applied)."""
+        return self.info.estimated_input_tokens
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """A cached decision: the effective request it was made for and how it was fitted."""
+
+    effective: c.Request
+    fitted: Truncation | None
+
+
+class ContextManager:
+    """Grades, fits and reports every completion request of a worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        counter: TokenCounter,
+        condenser: Condenser | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.counter = counter
+        self.condenser = condenser if settings.enable_ai_condensation else None
+        self._observer = observer
+        self._bands = Thresholds(
+            settings.condensation_caution_threshold,
+            settings.condensation_warning_threshold,
+            settings.condensation_critical_threshold,
+        )
+        self._cache: cachetools.TTLCache[tuple[Any, ...], _Analysis] = cachetools.TTLCache(
+            settings.context_cache_size, settings.context_analysis_cache_ttl
+        )
+        self._lock = threading.Lock()
+        self._stats = {"hits": 0, "misses": 0, "prepared": 0, "prepare_seconds": 0.0}
+
+    # ------------------------------------------------------------------------ public
+
+    def route(self, request: c.Request) -> Route:
+        """Where a request goes (routing consults the manager: size-aware routing lands here)."""
+        return choose_route(request, self.settings)
+
+    def prepare(self, request: c.Request, route: Route, scale: float) -> Prepared:
+        """Decide what to forward for `request` on `route`; raises PromptTooLongError.
+
+        Fast (counting and truncation); condensation, when due, is left pending for `finish`.
+        """
+        started = time.perf_counter()
+        count = self._count_for(route)
+        original = count(request)
+        effective, condensed = self._effective(request)
+        counts = original if effective is request else count(effective)
+        budget = budget_for(
+            route.window, request["max_tokens"], self.settings.output_reserve_tokens
+        )
+        level = grade(budget.utilization(counts.total), self._bands)
+        action = action_for(level)
+        pending = self.condenser is not None and action in CONDENSING_ACTIONS
+        fitted, cache_hit = (
+            (None, False) if pending else self._fit(effective, counts, budget, count)
+        )
+        forwarded, forwarded_counts = _chosen(effective, counts, fitted)
+        forwarded, max_tokens = self._fit_output(forwarded, forwarded_counts.total, route.window)
+        info = ContextInfo(
+            risk_level=level,
+            utilization=budget.utilization(counts.total),
+            estimated_input_tokens=forwarded_counts.total,
+            original_input_tokens=original.total,
+            context_limit=route.window,
+            input_budget=budget.input,
+            endpoint=route.endpoint.value,
+            model=route.model,
+            strategy_used=action,
+            condensation_applied=condensed > 0,
+            messages_condensed=condensed,
+            tokens_saved=original.total - forwarded_counts.total,
+            truncated=fitted is not None,
+            messages_removed=fitted.messages_removed if fitted else 0,
+            blocks_shrunk=fitted.blocks_shrunk if fitted else 0,
+            max_tokens=max_tokens,
+            max_tokens_lowered=max_tokens < request["max_tokens"],
+            overflow_retry=False,
+            processing_time_ms=(time.perf_counter() - started) * 1000,
+            cache_hit=cache_hit,
+            scale_factor=scale,
+        )
+        prepared = Prepared(route, forwarded, effective, counts, budget, info, pending)
+        if not pending:
+            self._done(prepared)
+        return prepared
+
+    def finish(self, prepared: Prepared) -> Prepared:
+        """Run pending condensation (may block), then fit what is left; a no-op otherwise.
+
+        A failed condensation never fails the request: truncation takes over.
+        """
+        if not prepared.pending_condensation or self.condenser is None:
+            return prepared
+        started = time.perf_counter()
+        count = self._count_for(prepared.route)
+        request, counts = prepared.effective, prepared.effective_counts
+        condensed = prepared.info.messages_condensed
+        try:
+            result = self.condenser.condense(
+                request, counts, prepared.budget, prepared.info.strategy_used
+            )
+        except Exception:  # condensation is an improvement, never a reason to fail
+            logger.exception("CONDENSATION failed; truncation takes over")
+            result = None
+        if result is not None:
+            request, more = result
+            counts, condensed = count(request), condensed + more
+        fitted, _ = self._fit(request, counts, prepared.budget, count)
+        forwarded, forwarded_counts = _chosen(request, counts, fitted)
+        return self._refit(prepared, forwarded, forwarded_counts, fitted, started, condensed)
+
+    def after_overflow(
+        self, prepared: Prepared, status: int, code: str | None, message: str
+    ) -> Prepared | None:
+        """The one smaller retry after an upstream overflow answer, or None when there is none.
+
+        Where the answer states the real count, the budget shrinks by the real/estimate ratio;
+        otherwise by a fixed step. A retry that would forward the same thing is no retry.
+        """
+        if prepared.info.overflow_retry or not is_overflow(status, code, message):
+            return None
+        started = time.perf_counter()
+        estimate = prepared.info.estimated_input_tokens
+        stated = overflow_tokens(status, code, message)
+        ratio = stated / estimate if stated and stated > estimate else 1 / RETRY_SHRINK
+        target = math.floor(min(prepared.budget.input, estimate) / ratio * RETRY_MARGIN)
+        count = self._count_for(prepared.route)
+        try:
+            fitted = truncate(
+                prepared.effective,
+                prepared.effective_counts,
+                target,
+                count,
+                simple=self.settings.simple_truncation,
+            )
+        except PromptTooLong:
+            return None
+        if fitted.counts.total >= estimate:
+            return None
+        retried = self._refit(
+            prepared,
+            fitted.request,
+            fitted.counts,
+            fitted,
+            started,
+            prepared.info.messages_condensed,
+            inflate=ratio,
+        )
+        return replace(retried, info=replace(retried.info, overflow_retry=True))
+
+    def predict_input_tokens(self, request: c.Request, route: Route) -> int:
+        """What count_tokens reports: the managed size (forwarded mode) or the conversation's."""
+        count = self._count_for(route)
+        original = count(request)
+        if self.settings.usage_reporting is UsageReporting.CONVERSATION:
+            return original.total
+        effective, _ = self._effective(request)
+        counts = original if effective is request else count(effective)
+        budget = budget_for(
+            route.window, request["max_tokens"], self.settings.output_reserve_tokens
+        )
+        try:
+            fitted, _ = self._fit(effective, counts, budget, count)
+        except PromptTooLongError:
+            return counts.total
+        return _chosen(effective, counts, fitted)[1].total
+
+    def stats(self) -> dict[str, Any]:
+        """Analysis-cache figures, average prepare time and the switches in force, for /health."""
+        with self._lock:
+            stats = dict(self._stats)
+            size = len(self._cache)
+        looked_up = stats["hits"] + stats["misses"]
+        prepared = stats["prepared"]
+        return {
+            "analysis_cache": {
+                "hits": stats["hits"],
+                "misses": stats["misses"],
+                "size": size,
+                "maxsize": self._cache.maxsize,
+                "ttl_seconds": self._cache.ttl,
+                "hit_ratio": round(stats["hits"] / looked_up, 3) if looked_up else 0.0,
+            },
+            "requests_prepared": prepared,
+            "average_prepare_ms": round(stats["prepare_seconds"] * 1000 / prepared, 3)
+            if prepared
+            else 0.0,
+            "switches": {
+                "ai_condensation": self.settings.enable_ai_condensation,
+                "condenser_present": self.condenser is not None,
+                "simple_truncation": self.settings.simple_truncation,
+                "usage_reporting": self.settings.usage_reporting.value,
+                "token_counting": self.counter.mode,
+                "thresholds": {
+                    "caution": self._bands.caution,
+                    "warning": self._bands.warning,
+                    "critical": self._bands.critical,
+                },
+                "output_reserve_tokens": self.settings.output_reserve_tokens,
+            },
+        }
+
+    # ------------------------------------------------------------------------ internals
+
+    def _count_for(self, route: Route) -> Callable[[c.Request], MessageCounts]:
+        wire = route.endpoint.value
+
+        def count(request: c.Request) -> MessageCounts:
+            return self.counter.count_messages(request, wire)  # type: ignore[arg-type]
+
+        return count
+
+    def _effective(self, request: c.Request) -> tuple[c.Request, int]:
+        if self.condenser is None:
+            return request, 0
+        try:
+            return self.condenser.effective(request)
+        except Exception:  # a broken cache must not fail the request: use the conversation
+            logger.exception("CONDENSATION cached summaries could not be applied")
+            return request, 0
+
+    def _fit(
+        self,
+        request: c.Request,
+        counts: MessageCounts,
+        budget: Budget,
+        count: Callable[[c.Request], MessageCounts],
+    ) -> tuple[Truncation | None, bool]:
+        """Truncate when over budget (cached by content); (None, hit) when it already fits."""
+        if counts.total <= budget.input:
+            return None, False
+        key = (budget.window, budget.reserve, counts.fixed, counts.messages)
+        with self._lock:
+            cached = self._cache.get(key)
+        # Equal counts are a cheap key; equal content (compared in C) makes the reuse correct.
+        if cached is not None and cached.effective == request:
+            self._tally(hit=True)
+            return cached.fitted, True
+        self._tally(hit=False)
+        try:
+            fitted = truncate(
+                request, counts, budget.input, count, simple=self.settings.simple_truncation
+            )
+        except PromptTooLong as exc:
+            raise PromptTooLongError(str(exc), param="messages") from None
+        with self._lock:
+            self._cache[key] = _Analysis(request, fitted)
+        return fitted, False
+
+    def _fit_output(
+        self, request: c.Request, input_tokens: int, window: int
+    ) -> tuple[c.Request, int]:
+        """Lower max_tokens (and a thinking budget with it) so input + output fit the window."""
+        wanted = request["max_tokens"]
+        fitted = fitted_max_tokens(
+            wanted, input_tokens, window, self.settings.output_reserve_tokens
+        )
+        if fitted == wanted:
+            return request, wanted
+        lowered = request | {"max_tokens": fitted}
+        thinking = request.get("thinking") or {}
+        if thinking.get("type") == "enabled" and thinking.get("budget_tokens", 0) >= fitted:
+            lowered["thinking"] = thinking_budget(thinking["budget_tokens"], fitted)
+        return lowered, fitted
+
+    def _refit(
+        self,
+        prepared: Prepared,
+        forwarded: c.Request,
+        counts: MessageCounts,
+        fitted: Truncation | None,
+        started: float,
+        condensed: int,
+        inflate: float = 1.0,
+    ) -> Prepared:
+        """A new decision for the same request after condensation or an overflow answer."""
+        window = prepared.route.window
+        forwarded = forwarded | {"max_tokens": prepared.effective["max_tokens"]}
+        forwarded, max_tokens = self._fit_output(
+            forwarded, math.ceil(counts.total * inflate), window
+        )
+        info = replace(
+            prepared.info,
+            estimated_input_tokens=counts.total,
+            condensation_applied=condensed > 0,
+            messages_condensed=condensed,
+            tokens_saved=prepared.info.original_input_tokens - counts.total,
+            truncated=fitted is not None,
+            messages_removed=fitted.messages_removed if fitted else 0,
+            blocks_shrunk=fitted.blocks_shrunk if fitted else 0,
+            max_tokens=max_tokens,
+            max_tokens_lowered=max_tokens < prepared.effective["max_tokens"],
+            processing_time_ms=prepared.info.processing_time_ms
+            + (time.perf_counter() - started) * 1000,
+        )
+        done = replace(prepared, request=forwarded, info=info, pending_condensation=False)
+        self._done(done)
+        return done
+
+    def _tally(self, hit: bool) -> None:
+        with self._lock:
+            self._stats["hits" if hit else "misses"] += 1
+
+    def _done(self, prepared: Prepared) -> None:
+        """Account for a final decision: stats, the CONTEXT log line, the observer."""
+        info = prepared.info
+        with self._lock:
+            self._stats["prepared"] += 1
+            self._stats["prepare_seconds"] += info.processing_time_ms / 1000
+        if self.settings.enable_context_performance_logging:
+            logger.info(
+                "CONTEXT endpoint=%s model=%s risk=%s utilization=%.4f original=%d forwarded=%d "
+                "budget=%d strategy=%s truncated=%s removed=%d shrunk=%d condensed=%d "
+                "max_tokens=%d retry=%s cache_hit=%s ms=%.2f",
+                info.endpoint,
+                info.model,
+                info.risk_level.value,
+                info.utilization,
+                info.original_input_tokens,
+                info.estimated_input_tokens,
+                info.input_budget,
+                info.strategy_used.value,
+                info.truncated,
+                info.messages_removed,
+                info.blocks_shrunk,
+                info.messages_condensed,
+                info.max_tokens,
+                info.overflow_retry,
+                info.cache_hit,
+                info.processing_time_ms,
+            )
+        if self._observer is not None:
+            try:
+                self._observer.record_context(info)
+            except Exception:  # an observer must never fail the request
+                logger.exception("context observer failed")
+
+
+def _chosen(
+    request: c.Request, counts: MessageCounts, fitted: Truncation | None
+) -> tuple[c.Request, MessageCounts]:
+    return (fitted.request, fitted.counts) if fitted is not None else (request, counts)
+
+
+__all__ = [
+    "Action",
+    "Condenser",
+    "ContextInfo",
+    "ContextManager",
+    "Prepared",
+    "PromptTooLongError",
+    "RiskLevel",
+]
