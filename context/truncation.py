@@ -81,10 +81,11 @@ def truncate(
         cut = plan.cut_for(target)
         if cut is None:
             break
-        candidate = _assemble(request, plan.kept(cut))
+        kept = plan.kept(cut, len(messages))
+        candidate = _assemble(request, kept)
         candidate_counts = count(candidate)
         if candidate_counts.total <= budget:
-            return Truncation(candidate, candidate_counts, len(messages) - len(plan.kept(cut)), 0)
+            return Truncation(candidate, candidate_counts, len(messages) - len(kept), 0)
         target -= candidate_counts.total - budget  # merge framing or marker cost more than planned
     return _shrink_protected(request, plan, budget, count)
 
@@ -99,8 +100,7 @@ class _Plan:
     pins: tuple[int, ...]
     tail: int  # first index of the protected tail
     cuts: tuple[int, ...]  # valid first indexes of a kept suffix, ascending (tail included)
-    suffix: tuple[int, ...]  # suffix[k] = tokens of messages[k:]
-    base: int  # fixed part + pinned messages + the marker
+    costs: tuple[int, ...]  # tokens kept with each cut: fixed part, marker, pins before, suffix
 
     @classmethod
     def of(
@@ -108,22 +108,23 @@ class _Plan:
     ) -> _Plan:
         tail = protected_tail(messages)
         pins = () if simple else _pins(messages, counts, budget, tail)
-        first = max(pins, default=-1) + 1
-        cuts = tuple(k for k in range(first, tail + 1) if k == tail or _can_start(messages[k]))
-        suffix = tuple(reversed(list(accumulate(reversed(counts.messages), initial=0))))
-        pinned = sum(counts.messages[i] for i in pins)
-        return cls(pins, tail, cuts, suffix, counts.fixed + pinned + _MARKER_TOKENS)
+        cuts = tuple(k for k in range(1, tail + 1) if k == tail or _can_start(messages[k]))
+        suffix = list(reversed(list(accumulate(reversed(counts.messages), initial=0))))
+        before = list(accumulate((counts.messages[i] if i in pins else 0 for i in range(tail + 1)),
+                                 initial=0))  # fmt: skip
+        base = counts.fixed + _MARKER_TOKENS
+        return cls(pins, tail, cuts, tuple(base + before[k] + suffix[k] for k in cuts))
 
     def cut_for(self, target: int) -> int | None:
         """The earliest cut whose kept part fits `target`, or None when even the tail does not."""
-        # suffix sums fall as the cut moves later: binary search the first one that fits.
-        costs = [-(self.base + self.suffix[k]) for k in self.cuts]
-        index = bisect.bisect_left(costs, -target)
+        # Costs never rise as the cut moves later (a pin passed over moves from the suffix to
+        # the pinned part): binary search the first that fits.
+        index = bisect.bisect_left([-cost for cost in self.costs], -target)
         return self.cuts[index] if index < len(self.cuts) else None
 
-    def kept(self, cut: int) -> list[int]:
-        """Indexes of the messages kept with a cut at `cut`."""
-        return [*self.pins, *range(cut, len(self.suffix) - 1)]
+    def kept(self, cut: int, total: int) -> list[int]:
+        """Indexes of the `total` messages kept with a cut at `cut`."""
+        return [*(p for p in self.pins if p < cut), *range(cut, total)]
 
 
 # The marker's cost, rounded up; the confirming count sees the real one.
@@ -205,7 +206,7 @@ def _assemble(request: c.Request, kept: list[int]) -> c.Request:
 
 def _shrink_protected(request: c.Request, plan: _Plan, budget: int, count: Count) -> Truncation:
     """Keep only what is protected, then shrink its largest text blocks until it fits."""
-    kept = plan.kept(plan.tail)
+    kept = plan.kept(plan.tail, len(request["messages"]))
     candidate = _assemble(request, kept)
     removed = len(request["messages"]) - len(kept)
     shrunk = 0
