@@ -379,7 +379,7 @@ OPENAI_VALID: list[tuple[str, Any]] = [
         ],
     ),
     ("assistant content parts", [user("hi"), assistant([text("hello")])]),
-    ("whitespace user string", [user(" ")]),  # not empty: z.ai answers it
+    ("whitespace user string", [user(" ")]),  # only "" and [] are known to be refused
 ]
 
 

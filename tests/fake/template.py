@@ -141,8 +141,10 @@ def _tool_result_text(content: object) -> str:
 
 
 def _anthropic_assistant(blocks: list[Json]) -> TemplateMessage:
-    thoughts = [b["thinking"] for b in blocks if b.get("type") == "thinking"]
-    calls = [(b["name"], b["input"]) for b in blocks if b.get("type") == "tool_use"]
+    thoughts = [b.get("thinking", "") for b in blocks if b.get("type") == "thinking"]
+    calls = [
+        (b.get("name", ""), b.get("input") or {}) for b in blocks if b.get("type") == "tool_use"
+    ]
     texts = [b for b in blocks if b.get("type") == "text"]
     reasoning = ANTHROPIC_JOIN.join(thoughts) if thoughts else None
     return TemplateMessage("assistant", _anthropic_text(texts), reasoning, calls)
@@ -215,10 +217,10 @@ def _openai_part(part: Json) -> str:
     kind = part.get("type")
     if kind == "text":
         return part.get("text", "")
-    url = (part.get(kind) or {}).get("url", "") if kind in ("image_url", "video_url") else ""
     if kind == "video_url":
         return image_markup(IMAGE_TOKENS, "video")
     if kind == "image_url":
+        url = (part.get("image_url") or {}).get("url", "")
         return image_markup(tokens_of_data(url) if url.startswith("data:") else IMAGE_TOKENS)
     return ""
 
