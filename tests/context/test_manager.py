@@ -1,0 +1,321 @@
+"""ContextManager: grading, fitting, reporting, the overflow retry and count_tokens' prediction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from context.info import ContextInfo
+from context.manager import ContextManager, PromptTooLongError
+from context.risk import Action, Budget, RiskLevel
+from tests.context.conftest import canonical
+from tests.sessions import agent_session
+from tokens import MessageCounts
+from upstream import canonical as c
+
+WINDOW = 20_000  # a small text window keeps the sessions small
+Make = Callable[..., ContextManager]
+
+
+def sized(manager: ContextManager, utilization: float, **extra: Any) -> c.Request:
+    """A chat whose count lands at `utilization` of the manager's input budget (±0.5%)."""
+    route_window = manager.settings.real_text_model_tokens
+    budget = route_window - min(1000, manager.settings.output_reserve_tokens)
+    base = canonical(
+        {"model": "glm-4.6", "max_tokens": 1000, "messages": [{"role": "user", "content": "go"}]}
+    )
+    fixed = manager.counter.count_request(base)
+    words = max(0, int((utilization * budget - fixed) / 1.0))
+    body = {
+        "model": "glm-4.6",
+        "max_tokens": 1000,
+        "messages": [{"role": "user", "content": "go" + " go" * words}],
+    }
+    return canonical(body | extra)
+
+
+@pytest.mark.parametrize(
+    ("utilization", "level", "action"),
+    [
+        (0.50, RiskLevel.SAFE, Action.MONITOR_ONLY),
+        (0.75, RiskLevel.CAUTION, Action.MONITOR_ONLY),
+        (0.85, RiskLevel.WARNING, Action.CONDENSATION_LIGHT),
+        (0.95, RiskLevel.CRITICAL, Action.CONDENSATION_AGGRESSIVE),
+    ],
+)
+def test_each_level_is_graded_and_forwarded_whole(
+    make_manager: Make, utilization: float, level: RiskLevel, action: Action
+) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW))
+    request = sized(manager, utilization)
+    prepared = manager.prepare(request, manager.route(request), 1.0)
+    info = prepared.info
+    assert info.risk_level is level and info.strategy_used is action
+    assert abs(info.utilization - utilization) < 0.01
+    assert prepared.request == request and not info.truncated and info.tokens_saved == 0
+    assert info.estimated_input_tokens == info.original_input_tokens
+
+
+def test_overflow_is_truncated_to_the_budget(make_manager: Make) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW))
+    request = canonical(agent_session(40_000, seed=3))
+    prepared = manager.prepare(request, manager.route(request), 0.5)
+    info = prepared.info
+    assert (
+        info.risk_level is RiskLevel.OVERFLOW and info.strategy_used is Action.EMERGENCY_TRUNCATION
+    )
+    assert info.truncated and info.messages_removed > 0
+    assert info.estimated_input_tokens <= info.input_budget == WINDOW - 8192
+    assert info.tokens_saved == info.original_input_tokens - info.estimated_input_tokens > 0
+    assert manager.counter.count_request(prepared.request) == info.estimated_input_tokens
+    assert info.scale_factor == 0.5 and info.context_limit == WINDOW
+
+
+def test_nothing_that_fits_means_prompt_too_long(make_manager: Make) -> None:
+    manager = make_manager(real_text_model_tokens="2000")
+    request = canonical(
+        {
+            "model": "glm-4.6",
+            "max_tokens": 100,
+            "system": "rule " * 5000,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+    )
+    with pytest.raises(PromptTooLongError, match="prompt is too long") as caught:
+        manager.prepare(request, manager.route(request), 1.0)
+    assert caught.value.status == 400
+
+
+def test_max_tokens_is_lowered_so_input_and_output_fit(make_manager: Make) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW))
+    request = sized(manager, 0.6) | {
+        "max_tokens": 16_000,
+        "thinking": {"type": "enabled", "budget_tokens": 12_000},
+    }
+    prepared = manager.prepare(request, manager.route(request), 1.0)
+    sent = prepared.request
+    estimate = prepared.info.estimated_input_tokens
+    assert sent["max_tokens"] == WINDOW - estimate < 16_000
+    assert prepared.info.max_tokens_lowered and prepared.info.max_tokens == sent["max_tokens"]
+    assert sent["thinking"]["budget_tokens"] < sent["max_tokens"]
+    assert request["max_tokens"] == 16_000  # the client's request is not touched
+
+
+def test_max_tokens_never_falls_below_the_reserve(make_manager: Make) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW), output_reserve_tokens="4000")
+    request = canonical(agent_session(40_000, seed=5)) | {"max_tokens": 64_000}
+    prepared = manager.prepare(request, manager.route(request), 1.0)
+    assert prepared.request["max_tokens"] >= 4000
+    assert prepared.info.estimated_input_tokens + prepared.request["max_tokens"] <= WINDOW
+
+
+@pytest.mark.parametrize("code", ["1261", "1210"])
+def test_one_smaller_retry_after_an_overflow_answer(make_manager: Make, code: str) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW))
+    request = canonical(agent_session(40_000, seed=7))
+    first = manager.prepare(request, manager.route(request), 1.0)
+    stated = int(first.info.estimated_input_tokens * 1.3)
+    message = {
+        "1261": "Prompt exceeds max length",
+        "1210": f"Request {stated} input tokens exceeds the model's maximum context length {WINDOW}",
+    }[code]
+    retry = manager.after_overflow(first, 400, code, message)
+    assert retry is not None and retry.info.overflow_retry
+    assert retry.info.estimated_input_tokens < first.info.estimated_input_tokens
+    if code == "1210":  # the stated count sizes the retry: 1.3x our estimate, so 1/1.3 of it
+        assert retry.info.estimated_input_tokens <= first.info.estimated_input_tokens / 1.3
+        assert retry.info.estimated_input_tokens * 1.3 + retry.request["max_tokens"] <= WINDOW
+    assert manager.after_overflow(retry, 400, code, message) is None  # exactly one retry
+
+
+def test_no_retry_for_other_errors_or_when_nothing_can_go(make_manager: Make) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW))
+    request = canonical(
+        {"model": "glm-4.6", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    prepared = manager.prepare(request, manager.route(request), 1.0)
+    assert manager.after_overflow(prepared, 400, "1214", "messages: bad field") is None
+    assert manager.after_overflow(prepared, 400, "1261", "Prompt exceeds max length") is None
+
+
+def test_identical_requests_reuse_the_analysis(make_manager: Make) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW))
+    body = agent_session(40_000, seed=9)
+    first = manager.prepare(canonical(body), manager.route(canonical(body)), 1.0)
+    again = manager.prepare(canonical(body), manager.route(canonical(body)), 1.0)
+    assert not first.info.cache_hit and again.info.cache_hit
+    assert again.request == first.request
+    other = canonical(body)
+    other["messages"][-1]["content"][0]["tool_use_id"] = other["messages"][-1]["content"][0][
+        "tool_use_id"
+    ]
+    other["messages"][0]["content"][0]["text"] += " (and the README)"
+    third = manager.prepare(other, manager.route(other), 1.0)
+    assert not third.info.cache_hit  # same sizes, different content: analysed anew
+    stats = manager.stats()["analysis_cache"]
+    assert (stats["hits"], stats["misses"], stats["size"]) == (1, 2, 2)
+
+
+@pytest.mark.parametrize(("mode", "expect_managed"), [("forwarded", True), ("conversation", False)])
+def test_count_tokens_predicts_what_usage_will_describe(
+    make_manager: Make, mode: str, expect_managed: bool
+) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW), usage_reporting=mode)
+    request = canonical(agent_session(40_000, seed=11))
+    route = manager.route(request)
+    predicted = manager.predict_input_tokens(request, route)
+    prepared = manager.prepare(request, route, 1.0)
+    expected = (
+        prepared.info.estimated_input_tokens
+        if expect_managed
+        else prepared.info.original_input_tokens
+    )
+    assert predicted == expected
+
+
+def test_unsigned_reasoning_is_counted_on_the_anthropic_wire(make_manager: Make) -> None:
+    manager = make_manager()
+    reasoning = "step " * 700
+    request = canonical(
+        {
+            "model": "glm-4.6",
+            "max_tokens": 100,
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": reasoning, "signature": ""},
+                        {"type": "text", "text": "hello"},
+                    ],
+                },
+                {"role": "user", "content": "and?"},
+            ],
+        }
+    )
+    anthropic = manager.prepare(request, manager.route(request), 1.0).info.estimated_input_tokens
+    openai_route = manager.route(request | {"model": "glm-4.6-openai"})
+    openai = manager.prepare(request, openai_route, 1.0).info.estimated_input_tokens
+    assert anthropic - openai >= 700  # sent as text there, dropped by the template here
+
+
+# ---------------------------------------------------------------------------- condenser hook
+
+
+class SlowCondenser:
+    """A condenser stand-in: cached summaries shrink the view, condense() replaces a span."""
+
+    def __init__(self, cached: int = 0, fail: bool = False) -> None:
+        self.cached = cached
+        self.fail = fail
+        self.calls: list[Action] = []
+
+    def effective(self, request: c.Request) -> tuple[c.Request, int]:
+        if not self.cached:
+            return request, 0
+        summary = {
+            "role": "user",
+            "content": [{"type": "text", "text": "[summary of earlier work]"}],
+        }
+        messages = [summary, *request["messages"][self.cached + 1 :]]
+        return request | {"messages": messages}, self.cached  # type: ignore[return-value]
+
+    def condense(
+        self, request: c.Request, counts: MessageCounts, budget: Budget, action: Action
+    ) -> tuple[c.Request, int] | None:
+        self.calls.append(action)
+        if self.fail:
+            raise RuntimeError("summary call timed out")
+        keep = request["messages"][-2:]
+        summary = {"role": "user", "content": [{"type": "text", "text": "[condensed]"}]}
+        return request | {"messages": [summary, *keep]}, len(request["messages"]) - 2  # type: ignore[return-value]
+
+
+def test_risk_is_graded_on_the_effective_conversation(make_manager: Make) -> None:
+    manager = make_manager(SlowCondenser(cached=41), real_text_model_tokens=str(WINDOW))
+    request = canonical(agent_session(40_000, seed=13))
+    prepared = manager.prepare(request, manager.route(request), 1.0)
+    info = prepared.info
+    assert info.original_input_tokens > WINDOW  # the client's conversation overflows…
+    assert info.risk_level in (RiskLevel.SAFE, RiskLevel.CAUTION)  # …the carried one does not
+    assert info.condensation_applied and info.messages_condensed == 41
+    assert not prepared.pending_condensation
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_condensation_runs_in_finish_and_truncation_backs_it_up(
+    make_manager: Make, fail: bool
+) -> None:
+    condenser = SlowCondenser(fail=fail)
+    manager = make_manager(condenser, real_text_model_tokens=str(WINDOW))
+    request = canonical(agent_session(40_000, seed=17))
+    prepared = manager.prepare(request, manager.route(request), 1.0)
+    assert prepared.pending_condensation and condenser.calls == []
+    done = manager.finish(prepared)
+    assert condenser.calls == [Action.EMERGENCY_TRUNCATION]
+    assert not done.pending_condensation
+    assert done.info.estimated_input_tokens <= done.info.input_budget
+    assert done.info.condensation_applied is (not fail)
+    assert done.info.truncated is fail  # a failed summary never fails the request
+
+
+def test_condensation_switch_off_means_no_condenser(make_manager: Make) -> None:
+    manager = make_manager(SlowCondenser(), enable_ai_condensation="false")
+    assert manager.condenser is None
+    assert manager.stats()["switches"]["ai_condensation"] is False
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[ContextInfo] = []
+
+    def record_context(self, info: ContextInfo) -> None:
+        self.seen.append(info)
+
+
+def test_each_decision_is_observed_logged_and_timed(
+    make_manager: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    manager = make_manager(
+        observer=recorder,
+        real_text_model_tokens=str(WINDOW),
+        enable_context_performance_logging="true",
+    )
+    secret = "the user's private words"
+    request = canonical(
+        {"model": "glm-4.6", "max_tokens": 100, "messages": [{"role": "user", "content": secret}]}
+    )
+    with caplog.at_level(logging.INFO, logger="context.manager"):
+        prepared = manager.prepare(request, manager.route(request), 1.0)
+    assert recorder.seen == [prepared.info]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("CONTEXT ")]
+    assert len(lines) == 1 and "risk=SAFE" in lines[0] and secret not in lines[0]
+    stats = manager.stats()
+    assert stats["requests_prepared"] == 1 and stats["average_prepare_ms"] > 0
+
+
+def test_context_info_fields_and_headers(make_manager: Make) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW))
+    request = canonical(agent_session(40_000, seed=19))
+    info = manager.prepare(request, manager.route(request), 1.0).info
+    data = info.to_dict()
+    for field in (
+        "risk_level", "utilization", "estimated_input_tokens", "original_input_tokens",
+        "context_limit", "endpoint", "model", "strategy_used", "condensation_applied",
+        "messages_condensed", "tokens_saved", "truncated", "messages_removed",
+        "processing_time_ms", "cache_hit", "scale_factor",
+    ):  # fmt: skip
+        assert field in data
+    assert data["risk_level"] == "OVERFLOW" and data["strategy_used"] == "EMERGENCY_TRUNCATION"
+    assert info.headers() == {
+        "X-Context-Risk-Level": "OVERFLOW",
+        "X-Context-Utilization": f"{info.utilization:.4f}",
+        "X-Context-Tokens": str(info.estimated_input_tokens),
+    }
