@@ -148,9 +148,8 @@ def _assistant_turn(
     content: list[Json] = []
     if thinking and rng.random() < 0.5:
         thought = writer.prose(rng.randint(20, 120))
-        content.append(
-            {"type": "thinking", "thinking": thought, "signature": SIGNATURE_PREFIX + str(first_call)}
-        )
+        signature = SIGNATURE_PREFIX + str(first_call)
+        content.append({"type": "thinking", "thinking": thought, "signature": signature})
     if rng.random() < 0.6:
         content.append({"type": "text", "text": writer.prose(rng.randint(10, 80))})
     calls = []
@@ -251,8 +250,10 @@ def _openai_user(content: list[Json]) -> list[Json]:
     for block in content:
         if block["type"] == "tool_result":
             inner = block.get("content", "")
-            text = inner if isinstance(inner, str) else "\n".join(
-                p["text"] for p in inner if p["type"] == "text"
+            text = (
+                inner
+                if isinstance(inner, str)
+                else "\n".join(p["text"] for p in inner if p["type"] == "text")
             )
             out.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
             for part in inner if isinstance(inner, list) else []:

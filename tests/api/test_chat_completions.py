@@ -219,9 +219,11 @@ def test_stream_cut_by_upstream_ends_with_error_chunk(proxy) -> None:
             },
             400,
             # nothing left to cut: the client reads the phrase it acts on, and z.ai's own words
-            lambda e: e["message"].startswith("prompt is too long")
-            and "Prompt exceeds max length" in e["message"]
-            and e["code"] == "1261",
+            lambda e: (
+                e["message"].startswith("prompt is too long")
+                and "Prompt exceeds max length" in e["message"]
+                and e["code"] == "1261"
+            ),
         ),
         (
             {"status": 401, "json": {"error": {"message": "bad key"}}},

@@ -228,7 +228,7 @@ def test_a_failure_after_the_headers_is_an_sse_error_event(settings_env: dict[st
     assert events[-1]["type"] == "error" and "500" in events[-1]["error"]["message"]
 
 
-def test_an_abandoned_slow_stream_releases_its_upstream(settings_env: dict[str, str]) -> None:
+def test_an_abandoned_slow_stream_releases_its_upstream() -> None:
     from api.keepalive import Background
 
     released = threading.Event()
