@@ -53,6 +53,7 @@ format: $(STAMP_DEV)
 bench: $(STAMP_DEV)
 	$(BIN)/python benchmarks/bench_proxy.py
 	$(BIN)/python benchmarks/bench_tokens.py
+	$(BIN)/python benchmarks/bench_context.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
