@@ -90,11 +90,6 @@ class Prepared:
     info: ContextInfo
     pending_condensation: bool  # slow work still to run (after headers, for streams)
 
-    @property
-    def reported_input_tokens(self) -> int:
-        """The input size usage describes before the upstream says (USAGE_REPORTING applied)."""
-        return self.info.estimated_input_tokens
-
 
 @dataclass(frozen=True)
 class _Analysis:
