@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from context.truncation import PromptTooLong, omitted_marker, truncate
+from context.truncation import PromptTooLong, Truncation, omitted_marker, truncate
 from tests.context.conftest import canonical
 from tests.fake.checks import anthropic_problems, openai_problems
 from tests.sessions import agent_session
@@ -81,6 +81,20 @@ def fits_and_is_valid(
         assert problems(body) == [], endpoint
 
 
+def cut_to(
+    request: c.Request,
+    share: float,
+    count: Callable[[c.Request], MessageCounts],
+    simple: bool = False,
+) -> Truncation:
+    """Truncate to `share` of the request's own size; the result must fit and be valid."""
+    counts = count(request)
+    budget = int(counts.total * share)
+    cut = truncate(request, counts, budget, count, simple=simple)
+    fits_and_is_valid(cut.request, budget, count)
+    return cut
+
+
 def marker_texts(request: c.Request) -> list[str]:
     return [
         b["text"]
@@ -95,10 +109,7 @@ def marker_texts(request: c.Request) -> list[str]:
 
 def test_a_plain_chat_drops_its_oldest_turns(count: Callable[[c.Request], MessageCounts]) -> None:
     request = chat(20)
-    counts = count(request)
-    budget = counts.total // 2
-    cut = truncate(request, counts, budget, count)
-    fits_and_is_valid(cut.request, budget, count)
+    cut = cut_to(request, 0.5, count)
     messages = cut.request["messages"]
     assert messages[-1] == request["messages"][-1]
     assert cut.request["system"] == request["system"]
@@ -113,10 +124,7 @@ def test_an_agent_loop_keeps_the_task_and_the_last_tool_round(
     count: Callable[[c.Request], MessageCounts],
 ) -> None:
     request = agent_loop(30)
-    counts = count(request)
-    budget = counts.total // 3
-    cut = truncate(request, counts, budget, count)
-    fits_and_is_valid(cut.request, budget, count)
+    cut = cut_to(request, 0.33, count)
     messages = cut.request["messages"]
     assert messages[0]["content"][0] == request["messages"][0]["content"][0]  # the task
     assert messages[-2:] == request["messages"][-2:]  # the last call and its result
@@ -143,21 +151,14 @@ def test_a_large_task_is_not_pinned(count: Callable[[c.Request], MessageCounts])
     request = agent_loop(30, task="Fix it. " + "context " * 2000)
     # a later human message: the task is no longer the last thing the user wrote
     request["messages"][-11]["content"].append(text("Keep going"))  # type: ignore[arg-type]
-    counts = count(request)
-    budget = counts.total // 2  # the task is over 10% of it
-    cut = truncate(request, counts, budget, count)
-    fits_and_is_valid(cut.request, budget, count)
+    cut = cut_to(request, 0.5, count)  # the task is over 10% of the budget
     assert all("context context" not in t for m in cut.request["messages"] for t in _texts(m))
 
 
 def test_simple_truncation_pins_nothing_but_the_tail(
     count: Callable[[c.Request], MessageCounts],
 ) -> None:
-    request = agent_loop(30)
-    counts = count(request)
-    budget = counts.total // 3
-    cut = truncate(request, counts, budget, count, simple=True)
-    fits_and_is_valid(cut.request, budget, count)
+    cut = cut_to(agent_loop(30), 0.33, count, simple=True)
     assert cut.request["messages"][0]["content"][0]["text"].startswith(MARKER_START)
     assert all("Fix the failing test" not in t for m in cut.request["messages"] for t in _texts(m))
 
