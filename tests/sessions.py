@@ -95,7 +95,7 @@ class _Writer:
         return text
 
     def code(self, tokens: int) -> str:
-        lines = []
+        lines: list[str] = []
         while len(lines) * 10 < tokens:
             lines.append(self.rng.choice(CODE_LINES) + f"  # line {len(lines) + 1}")
         return "\n".join(lines)
