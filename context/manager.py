@@ -232,7 +232,7 @@ class ContextManager:
             return None
         if fitted.counts.total >= estimate:
             return None
-        retried = self._refit(
+        return self._refit(
             prepared,
             fitted.request,
             fitted.counts,
@@ -241,7 +241,6 @@ class ContextManager:
             prepared.info.messages_condensed,
             inflate=ratio,
         )
-        return replace(retried, info=replace(retried.info, overflow_retry=True))
 
     def predict_input_tokens(self, request: c.Request, route: Route) -> int:
         """What count_tokens reports: the managed size (forwarded mode) or the conversation's."""
@@ -366,13 +365,14 @@ class ContextManager:
         fitted: Truncation | None,
         started: float,
         condensed: int,
-        inflate: float = 1.0,
+        inflate: float | None = None,
     ) -> Prepared:
-        """A new decision for the same request after condensation or an overflow answer."""
+        """A new decision for the same request after condensation or, with `inflate` (the
+        real/estimate ratio it implies), after an overflow answer."""
         window = prepared.route.window
         forwarded = forwarded | {"max_tokens": prepared.effective["max_tokens"]}
         forwarded, max_tokens = self._fit_output(
-            forwarded, math.ceil(counts.total * inflate), window
+            forwarded, math.ceil(counts.total * (inflate or 1.0)), window
         )
         info = replace(
             prepared.info,
@@ -385,6 +385,7 @@ class ContextManager:
             blocks_shrunk=fitted.blocks_shrunk if fitted else 0,
             max_tokens=max_tokens,
             max_tokens_lowered=max_tokens < prepared.effective["max_tokens"],
+            overflow_retry=inflate is not None,
             processing_time_ms=prepared.info.processing_time_ms
             + (time.perf_counter() - started) * 1000,
         )

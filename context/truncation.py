@@ -9,7 +9,8 @@ messages were omitted. Thinking goes with its turn; no signed block is ever alte
 
 The cut is found from the per-message counts of one counting walk (binary search over suffix
 sums); only the result is counted again, to confirm it fits. When the protected part alone is
-too big, its largest text blocks shrink (head and tail kept, the middle replaced by a marker).
+too big, its largest text blocks shrink (head and tail kept, the middle replaced by a marker);
+when even that cannot fit, the task and the user's last words give way before the latest turn.
 """
 
 from __future__ import annotations
@@ -87,7 +88,14 @@ def truncate(
         if candidate_counts.total <= budget:
             return Truncation(candidate, candidate_counts, len(messages) - len(kept), 0)
         target -= candidate_counts.total - budget  # merge framing or marker cost more than planned
-    return _shrink_protected(request, plan, budget, count)
+    try:
+        return _shrink_protected(request, plan, budget, count)
+    except PromptTooLong:
+        if not plan.pins:
+            raise
+    # The task and the user's last words could not fit beside the latest turn, even shrunk:
+    # forwarding the latest turn alone beats refusing the request.
+    return _shrink_protected(request, _Plan.of(messages, counts, budget, True), budget, count)
 
 
 # ---------------------------------------------------------------------------- planning

@@ -275,3 +275,33 @@ def test_count_tokens_predicts_without_calling_the_upstream(
         assert counted <= int(WINDOW) - 8192
     else:
         assert counted > int(WINDOW)
+
+
+# ---------------------------------------------------------------------------- observability
+
+
+@responses.activate
+def test_decisions_show_in_metrics_and_health(settings_env: dict[str, str]) -> None:
+    from tests.prometheus_text import parse_samples, value
+
+    responses.post(MESSAGES_URL, status=400, json=OVERFLOW_ANSWER)
+    responses.post(MESSAGES_URL, json=ANTHROPIC_REPLY)
+    responses.post(MESSAGES_URL, json=ANTHROPIC_REPLY)
+    proxy = small_window_proxy(settings_env)
+    info = proxy.messages(big_session()).get_json()["context_info"]  # truncated, then retried
+    proxy.messages(
+        {"model": "glm-4.6", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    client = proxy._client  # noqa: SLF001
+    samples = parse_samples(client.get("/metrics").get_data(as_text=True))
+    prefix = "anthropic_proxy_context_"
+    assert value(samples, prefix + "requests_total", risk_level="OVERFLOW") == 2  # first try, retry
+    assert value(samples, prefix + "requests_total", risk_level="SAFE") == 1
+    assert value(samples, prefix + "overflow_retries_total") == 1
+    assert value(samples, prefix + "truncations_total") == 2
+    assert value(samples, prefix + "messages_removed_total") >= info["messages_removed"]
+    health = client.get("/health").get_json()["context"]
+    assert health["requests_prepared"] == 3 and health["average_prepare_ms"] > 0
+    assert health["analysis_cache"]["misses"] >= 1
+    assert health["switches"]["simple_truncation"] is False
+    assert health["switches"]["usage_reporting"] == "forwarded"
