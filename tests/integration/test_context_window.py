@@ -522,10 +522,6 @@ def test_upstream_stalling_after_its_final_event_does_not_hold_the_client(
     assert "Traceback" not in proxy.log_text()
 
 
-@pytest.mark.xfail(
-    reason="the proxy ends the client's stream only on the OpenAI upstream's [DONE], even when "
-    "the finish chunk and the usage chunk it asked for have both arrived",
-)
 def test_openai_upstream_stalling_before_done_does_not_hold_the_client(
     proxy: Gunicorn, fake: FakeUpstream
 ) -> None:

@@ -556,6 +556,19 @@ def test_parse_stream_error_payload_stops_the_stream() -> None:
     assert events[-1] == {"type": "error", "error": {"type": "api_error", "message": "boom"}}
 
 
+def test_parse_stream_ends_once_finish_and_usage_are_in_without_waiting_for_done() -> None:
+    usage = {"prompt_tokens": 5, "completion_tokens": 2}
+    finished = sse_lines([chunk({"content": "hi"}), chunk({}, "stop"), chunk(usage=usage)], False)
+
+    def stalls_after() -> Any:
+        yield from finished
+        raise AssertionError("read past the usage chunk: a stalled [DONE] would hold the client")
+
+    events = list(fmt.parse_stream(stalls_after(), 1))
+    assert [e["type"] for e in events][-2:] == ["message_delta", "message_stop"]
+    assert events[-2]["usage"] == {"input_tokens": 5, "output_tokens": 2}  # type: ignore[typeddict-item]
+
+
 def rendered_chunks(events: list[dict[str, Any]], include_usage: bool) -> list[Any]:
     frames = b"".join(fmt.render_stream(events, "client-model", include_usage))  # type: ignore[arg-type]
     return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in iter_sse([frames])]

@@ -38,6 +38,10 @@ def parse_stream(events: Iterable[SSEEvent], input_estimate: int) -> Iterator[c.
         yield from state.feed(chunk)
         if state.failed:
             return
+        if state.complete:
+            # The finish reason and the usage are in: the answer is whole. Waiting for [DONE]
+            # would leave the client hanging on an upstream that stalls before sending it.
+            break
     yield from state.finish()
 
 
@@ -59,6 +63,7 @@ class _StreamState:
         self.stop_reason: c.StopReason | None = None
         self.usage: c.Usage = {"input_tokens": 0, "output_tokens": 0}
         self.failed = False
+        self.complete = False  # the finish reason and the usage after it have arrived
 
     def feed(self, chunk: dict[str, Any]) -> Iterator[c.StreamEvent]:
         if not self.started:
@@ -83,6 +88,8 @@ class _StreamState:
                     return
                 self.stop_reason = FINISH_TO_STOP.get(reason, "end_turn")
                 yield from self._close()
+        if self.stop_reason is not None and isinstance(chunk.get("usage"), dict):
+            self.complete = True
 
     def finish(self) -> Iterator[c.StreamEvent]:
         if not self.started:
