@@ -1,8 +1,9 @@
 """count_tokens for three sample requests, next to what the fake upstream reports and GLM truth.
 
 The proxy's /v1/messages/count_tokens (default counter) is compared with the input_tokens the
-fake z.ai reports for the same request sent through /v1/messages (the fake's own crude estimate:
-bytes / 3), and with the exact count from GLM-4.6's tokenizer file when it is beside the repo.
+fake z.ai reports for the same request sent through /v1/messages (GLM-4.6's tokenizer over the
+rendered chat template, or cl100k without the tokenizer files), and with the exact count from
+GLM-4.6's tokenizer file when it is beside the repo.
 
     .venv/bin/python benchmarks/compare_count_tokens.py
 """
