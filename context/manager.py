@@ -12,6 +12,8 @@ One manager per worker, built in create_app; it owns the TokenCounter and the Co
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import threading
@@ -35,7 +37,7 @@ from context.risk import (
     fitted_max_tokens,
     grade,
 )
-from context.truncation import PromptTooLong, Truncation, truncate
+from context.truncation import PromptTooLong, Truncation, replay, truncate
 from errors import BadRequest
 from tokens import MessageCounts, TokenCounter
 from upstream import canonical as c
@@ -93,10 +95,14 @@ class Prepared:
 
 @dataclass(frozen=True)
 class _Analysis:
-    """A cached decision: the effective request it was made for and how it was fitted."""
+    """A cached decision: a digest of the request it was made for and the cut it made.
 
-    effective: c.Request
-    fitted: Truncation | None
+    The cut is kept as message indexes, not as the request, so the cache holds no conversation.
+    """
+
+    digest: bytes
+    kept: tuple[int, ...]
+    counts: MessageCounts
 
 
 class ContextManager:
@@ -326,10 +332,11 @@ class ContextManager:
         key = (budget.window, budget.reserve, counts.fixed, counts.messages)
         with self._lock:
             cached = self._cache.get(key)
-        # Equal counts are a cheap key; equal content (compared in C) makes the reuse correct.
-        if cached is not None and cached.effective == request:
+        # Equal counts are a cheap key; an equal digest of the content makes the reuse correct
+        # (hashed only when the counts match, or when a new cut is stored).
+        if cached is not None and cached.digest == content_digest(request):
             self._tally(hit=True)
-            return cached.fitted, True
+            return replay(request, cached.kept, cached.counts), True
         self._tally(hit=False)
         try:
             fitted = truncate(
@@ -337,8 +344,10 @@ class ContextManager:
             )
         except PromptTooLong as exc:
             raise PromptTooLongError(str(exc), param="messages") from None
-        with self._lock:
-            self._cache[key] = _Analysis(request, fitted)
+        if fitted.kept is not None:  # a cut that shrank texts is not worth keeping
+            analysis = _Analysis(content_digest(request), fitted.kept, fitted.counts)
+            with self._lock:
+                self._cache[key] = analysis
         return fitted, False
 
     def _fit_output(
@@ -430,6 +439,14 @@ class ContextManager:
                 self._observer.record_context(info)
             except Exception:  # an observer must never fail the request
                 logger.exception("context observer failed")
+
+
+def content_digest(request: c.Request) -> bytes:
+    """A stable digest of what a request says (system, tools, messages)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for key in ("system", "tools", "messages"):
+        digest.update(json.dumps(request.get(key), separators=(",", ":")).encode())
+    return digest.digest()
 
 
 def _chosen(

@@ -57,6 +57,13 @@ class Truncation:
     counts: MessageCounts
     messages_removed: int
     blocks_shrunk: int
+    kept: tuple[int, ...] | None = None  # the messages kept, when nothing was shrunk
+
+
+def replay(request: c.Request, kept: tuple[int, ...], counts: MessageCounts) -> Truncation:
+    """A cut made before (`kept` messages, leaving `counts`) applied to an identical request."""
+    removed = len(request["messages"]) - len(kept)
+    return Truncation(_assemble(request, list(kept)), counts, removed, 0, kept)
 
 
 def omitted_marker(count: int) -> c.TextBlock:
@@ -86,7 +93,8 @@ def truncate(
         candidate = _assemble(request, kept)
         candidate_counts = count(candidate)
         if candidate_counts.total <= budget:
-            return Truncation(candidate, candidate_counts, len(messages) - len(kept), 0)
+            removed = len(messages) - len(kept)
+            return Truncation(candidate, candidate_counts, removed, 0, tuple(kept))
         target -= candidate_counts.total - budget  # merge framing or marker cost more than planned
     try:
         return _shrink_protected(request, plan, budget, count)
@@ -221,7 +229,7 @@ def _shrink_protected(request: c.Request, plan: _Plan, budget: int, count: Count
     for _ in range(MAX_SHRINK_ROUNDS):
         counts = count(candidate)
         if counts.total <= budget:
-            return Truncation(candidate, counts, removed, shrunk)
+            return Truncation(candidate, counts, removed, shrunk, None if shrunk else tuple(kept))
         excess = counts.total - budget + math.ceil(budget * SHRINK_MARGIN)
         candidate, cut_blocks = _shrink_largest(candidate, excess, counts)
         if not cut_blocks:
