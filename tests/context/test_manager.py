@@ -7,14 +7,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from context.info import ContextInfo
 from context.manager import ContextManager, PromptTooLongError
 from context.risk import Action, Budget, RiskLevel
 from tests.context.conftest import canonical
-from tests.sessions import agent_session
+from tests.fake.checks import anthropic_problems, openai_problems
+from tests.sessions import agent_session, openai_body
 from tokens import MessageCounts
 from upstream import canonical as c
+from upstream import openai_format
+from upstream.client import WIRE_FORMATS
+from upstream.routing import Endpoint
 
 WINDOW = 20_000  # a small text window keeps the sessions small
 Make = Callable[..., ContextManager]
@@ -320,3 +326,39 @@ def test_context_info_fields_and_headers(make_manager: Make) -> None:
         "X-Context-Utilization": f"{info.utilization:.4f}",
         "X-Context-Tokens": str(info.estimated_input_tokens),
     }
+
+
+# ---------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    seed=st.integers(0, 10_000),
+    size=st.integers(5_000, 50_000),
+    shape=st.sampled_from(["anthropic", "openai"]),
+    model=st.sampled_from(["glm-4.6", "glm-4.6-openai"]),
+    images=st.booleans(),
+    max_tokens=st.sampled_from([1024, 8192, 64_000]),
+)
+def test_whatever_prepare_forwards_fits_and_passes_the_fakes_rules(
+    make_manager: Make, seed: int, size: int, shape: str, model: str, images: bool, max_tokens: int
+) -> None:
+    manager = make_manager(real_text_model_tokens=str(WINDOW), real_vision_model_tokens="16000")
+    body = agent_session(size, seed, images=images, model=model, max_tokens=max_tokens)
+    if shape == "openai":
+        request = openai_format.parse_request(openai_body(body), 8192)
+    else:
+        request = canonical(body)
+    route = manager.route(request)
+    try:
+        prepared = manager.prepare(request, route, 1.0)
+    except PromptTooLongError:
+        return  # only when system and tools alone cannot fit: not in these sessions
+    sent = prepared.request
+    counted = manager.counter.count_request(sent, route.endpoint.value)  # type: ignore[arg-type]
+    assert counted == prepared.info.estimated_input_tokens <= prepared.budget.input
+    assert counted + sent["max_tokens"] <= route.window
+    wire = WIRE_FORMATS[route.endpoint].render_request(sent, route.model)
+    problems = anthropic_problems if route.endpoint is Endpoint.ANTHROPIC else openai_problems
+    assert problems(wire) == []
+    assert sent["messages"][-1] == request["messages"][-1] or prepared.info.blocks_shrunk
