@@ -25,16 +25,15 @@ from __future__ import annotations
 import json
 import math
 import random
-import socket
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, cast
 
 from config import Settings
 from context.manager import ContextManager, Prepared, PromptTooLongError
 from context.risk import Action, Budget, RiskLevel, budget_for
 from context.validation import validate_conversation
+from test_accurate_token_counter import network_refused
 from tokens import build_counter
 from tokens.framing import Wire
 from upstream.anthropic_format import parse_request
@@ -73,21 +72,6 @@ class Report:
         self.failures += not ok
         print(f"  [{'PASS' if ok else 'FAIL'}] {what}")
         return ok
-
-
-@contextmanager
-def network_refused() -> Iterator[None]:
-    """Make any connection attempt fail loudly: context management must never need the network."""
-    original = socket.socket.connect
-
-    def refuse(*_args: Any) -> None:
-        raise OSError("context management tried to use the network")
-
-    socket.socket.connect = refuse  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        socket.socket.connect = original  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------------------- conversations

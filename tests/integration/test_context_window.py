@@ -386,6 +386,19 @@ def show(case: str, sent: RecordedRequest, info: Json, estimate: int | None = No
         figure(case, f"NOTE: counted with {sent.tokenizer}, not GLM-4.6's tokenizer")
 
 
+def assert_truncated_to_fit(sent: Any, answer: Any, endpoint: str, model: str, window: int) -> None:
+    """The fake accepted a request that fits `window` by its own count; the client was told."""
+    assert (sent.endpoint, sent.body["model"], sent.status) == (endpoint, model, 200)
+    assert sent.input_tokens + sent.body["max_tokens"] <= window
+    assert answer.text == REPLY
+    info = answer.info
+    assert info["risk_level"] == "OVERFLOW" and info["truncated"] is True
+    assert info["messages_removed"] > 0 and info["overflow_retry"] is False
+    assert info["estimated_input_tokens"] <= info["input_budget"]
+    assert (info["context_limit"], info["endpoint"], info["model"]) == (window, endpoint, model)
+    check_headers(answer)
+
+
 # ---------------------------------------------------------------------------- 1. text overflow
 
 
@@ -399,17 +412,8 @@ def test_session_over_the_window_is_truncated_to_fit_and_answered(
     sent = only_request(fake)
     show(f"long session, {api} {'stream' if stream else 'create'}", sent, answer.info)
 
-    assert (sent.endpoint, sent.body["model"], sent.status) == ("anthropic", "glm-4.6", 200)
-    assert sent.input_tokens <= TEXT_WINDOW
-    assert sent.input_tokens + sent.body["max_tokens"] <= TEXT_WINDOW
-    assert answer.text == REPLY
-    info = answer.info
-    assert info["risk_level"] == "OVERFLOW" and info["truncated"] is True
-    assert info["messages_removed"] > 0 and info["overflow_retry"] is False
-    assert info["estimated_input_tokens"] <= info["input_budget"]
-    assert info["original_input_tokens"] > info["input_budget"]
-    assert info["context_limit"] == TEXT_WINDOW and info["endpoint"] == "anthropic"
-    check_headers(answer)
+    assert_truncated_to_fit(sent, answer, "anthropic", "glm-4.6", TEXT_WINDOW)
+    assert answer.info["original_input_tokens"] > answer.info["input_budget"]
 
 
 # ---------------------------------------------------------------------------- 2. vision overflow
@@ -425,20 +429,11 @@ def test_image_turn_over_the_vision_window_is_truncated_to_fit_and_answered(
     sent = only_request(fake)
     show(f"vision session, {api} {'stream' if stream else 'create'}", sent, answer.info)
 
-    assert (sent.endpoint, sent.body["model"], sent.status) == ("openai", "glm-4.6v", 200)
-    assert sent.input_tokens <= VISION_WINDOW
-    assert sent.input_tokens + sent.body["max_tokens"] <= VISION_WINDOW
+    assert_truncated_to_fit(sent, answer, "openai", "glm-4.6v", VISION_WINDOW)
     last_user = next(m for m in reversed(sent.body["messages"]) if m["role"] == "user")
     source = FINAL_IMAGE["source"]
     url = f"data:{source['media_type']};base64,{source['data']}"
     assert any(p.get("image_url", {}).get("url") == url for p in last_user["content"])
-    assert answer.text == REPLY
-    info = answer.info
-    assert info["risk_level"] == "OVERFLOW" and info["truncated"] is True
-    assert info["messages_removed"] > 0 and info["overflow_retry"] is False
-    assert info["estimated_input_tokens"] <= info["input_budget"]
-    assert info["context_limit"] == VISION_WINDOW and info["model"] == "glm-4.6v"
-    check_headers(answer)
 
 
 # ---------------------------------------------------------------------------- 3. overflow retry
