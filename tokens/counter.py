@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 from typing import Any
 
 import cachetools
@@ -352,12 +353,15 @@ def _split_by_message(layout: Layout, counts: list[int], images: list[int]) -> M
     """Attribute a layout's counted pieces to its messages by the marks of its walk."""
     first = len(layout.texts["system"])
     message_texts = counts[first : first + len(layout.texts["messages"])]
-    odd = layout.odd["messages"]
-    ends = (len(message_texts), len(odd), layout.framing, len(images))
-    bounds = [*layout.marks, ends]
+    odd = [math.ceil(len(item) / ODD_CHARS_PER_TOKEN) for item in layout.odd["messages"]]
+    # Running totals of each kind of piece: a message's share is a difference of two of them.
+    texts_before = list(accumulate(message_texts, initial=0))
+    odd_before = list(accumulate(odd, initial=0))
+    images_before = list(accumulate(images, initial=0))
+    bounds = [*layout.marks, (len(message_texts), len(odd), layout.framing, len(images))]
     per_message = tuple(
-        sum(message_texts[a[0] : b[0]]) + _odd_tokens(odd[a[1] : b[1]]) + b[2] - a[2]
-        + sum(images[a[3] : b[3]])
+        texts_before[b[0]] - texts_before[a[0]] + odd_before[b[1]] - odd_before[a[1]]
+        + b[2] - a[2] + images_before[b[3]] - images_before[a[3]]
         for a, b in zip(bounds, bounds[1:], strict=False)
     )  # fmt: skip
     total = sum(counts) + _odd_tokens([o for s in SECTIONS for o in layout.odd[s]])

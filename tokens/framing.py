@@ -229,10 +229,13 @@ def _add_tool_call(layout: Layout, name: object, arguments: object) -> None:
     if not isinstance(arguments, MAPPINGS):
         layout.add("messages", arguments)
         return
+    # The hottest loop of a warm recount (every argument of every call): appended directly.
+    texts = layout.texts["messages"]
+    layout.framing += TOOL_ARGUMENT_TOKENS * len(arguments)
     for key, value in arguments.items():
-        layout.framing += TOOL_ARGUMENT_TOKENS
-        layout.add("messages", str(key))
-        layout.add("messages", value if isinstance(value, str) else value_text(value))
+        for text in (str(key), value if type(value) is str else value_text(value)):
+            if text:
+                texts.append(text)
 
 
 def _anthropic_tool(tool: object) -> object:
