@@ -188,11 +188,11 @@ def _add_parts(layout: Layout, content: object) -> None:
     if not isinstance(content, list):
         layout.add("messages", content)
         return
-    beside = sum(_text_length(b) for b in content)
     for block in content:
         if _is_text(block):
             layout.add("messages", block.get("text"))
         elif isinstance(block, MAPPINGS) and block.get("type") in ("image", "image_url"):
+            beside = sum(_text_length(b) for b in content)
             layout.images.append(ImageRef(_image_data(block), beside))
         else:
             layout.add("messages", block)
@@ -202,16 +202,20 @@ def _add_assistant_blocks(
     layout: Layout, content: object, current_turn: bool, unsigned_as_text: bool
 ) -> None:
     layout.framing += ASSISTANT_TURN_TOKENS
-    if not _has_visible_text(content) and not (unsigned_as_text and _has_unsigned(content)):
-        layout.framing -= ASSISTANT_TEXT_NEWLINE_TOKENS
     if not isinstance(content, list):
+        if not _has_visible_text(content):
+            layout.framing -= ASSISTANT_TEXT_NEWLINE_TOKENS
         layout.add("messages", content)
         return
+    visible = False  # one pass: a warm recount walks every block of a long session
     for block in content:
         kind = block.get("type") if isinstance(block, MAPPINGS) else None
         if kind == "text":
-            layout.add("messages", block.get("text"))
+            text = block.get("text")
+            visible = visible or _shows(text)
+            layout.add("messages", text)
         elif unsigned_as_text and _is_unsigned_thinking(block):
+            visible = True
             layout.add("messages", UNSIGNED_REASONING_PREFIX + block["thinking"])
         elif kind in ("thinking", "redacted_thinking"):
             # Earlier turns' reasoning is dropped by the template; this turn's is kept.
@@ -221,6 +225,8 @@ def _add_assistant_blocks(
             _add_tool_call(layout, block.get("name"), block.get("input"))
         else:
             layout.add("messages", block)
+    if not visible:
+        layout.framing -= ASSISTANT_TEXT_NEWLINE_TOKENS
 
 
 def _add_tool_call(layout: Layout, name: object, arguments: object) -> None:
@@ -276,10 +282,6 @@ def _is_unsigned_thinking(block: object) -> bool:
         and isinstance(block.get("thinking"), str)
         and bool(block["thinking"].strip())
     )
-
-
-def _has_unsigned(content: object) -> bool:
-    return isinstance(content, list) and any(_is_unsigned_thinking(b) for b in content)
 
 
 def _is_tool_result(block: object) -> bool:
@@ -400,10 +402,17 @@ def _last_user_index(messages: list[Any], is_user: Callable[[object], bool]) -> 
 def _has_visible_text(content: object) -> bool:
     """True if an assistant message shows text (the template strips it before printing)."""
     if isinstance(content, str):
-        return bool(content.strip())
+        return _shows(content)
     if isinstance(content, list):
-        return any(_is_text(p) and str(p.get("text") or "").strip() for p in content)
+        return any(_is_text(p) and _shows(p.get("text")) for p in content)
     return content is not None
+
+
+def _shows(text: object) -> bool:
+    """True for text with something besides whitespace (without copying it, as strip() would)."""
+    if isinstance(text, str):
+        return bool(text) and not text.isspace()
+    return bool(text)
 
 
 def _text_length(block: object) -> int:
