@@ -113,7 +113,8 @@ def complete(services: Services, canonical: c.Request, client: ClientFormat, key
     )
     if canonical.get("stream"):
         return _stream(call, prepared, client)
-    prepared, response = call.with_retry(prepared, call.complete)
+    # A JSON answer starts only when it is whole: slow work (condensation) simply runs first.
+    prepared, response = call.with_retry(context.finish(prepared), call.complete)
     report = _usage_report(services.settings, prepared)
     body = client.render_response(report.response(response), route.requested_model)
     body["context_info"] = prepared.info.to_dict()

@@ -219,6 +219,17 @@ def test_slow_work_runs_after_the_headers_with_keepalives(settings_env: dict[str
 
 
 @responses.activate
+def test_a_json_answer_waits_for_condensation(settings_env: dict[str, str]) -> None:
+    responses.post(MESSAGES_URL, json=ANTHROPIC_REPLY)
+    reply = small_window_proxy(settings_env, SlowCondenser()).messages(big_session())
+    info = reply.get_json()["context_info"]
+    assert info["condensation_applied"] is True and info["risk_level"] == "OVERFLOW"
+    assert info["estimated_input_tokens"] <= info["input_budget"]
+    sent = json.loads(responses.calls[0].request.body)
+    assert sent["messages"][0]["content"][0]["text"] == "[condensed]"
+
+
+@responses.activate
 def test_a_failure_after_the_headers_is_an_sse_error_event(settings_env: dict[str, str]) -> None:
     responses.post(MESSAGES_URL, status=500, body="upstream broke")
     proxy = small_window_proxy(settings_env, SlowCondenser(), KEEPALIVE_INTERVAL="0.05")
