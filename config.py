@@ -27,6 +27,15 @@ class UsageReporting(enum.Enum):
     CONVERSATION = "conversation"  # the client's whole conversation
 
 
+class Strategy(enum.Enum):
+    """How older messages are condensed (DESIGN.md §6)."""
+
+    CONVERSATION_SUMMARY = "conversation_summary"
+    KEY_POINT_EXTRACTION = "key_point_extraction"
+    PROGRESSIVE_SUMMARIZATION = "progressive_summarization"
+    SMART_TRUNCATION = "smart_truncation"  # no AI call: bulky old blocks become placeholders
+
+
 class EndpointPreference(enum.Enum):
     """Which z.ai upstream format serves text requests."""
 
@@ -192,6 +201,26 @@ class Settings:
     condensation_caution_threshold: float = env("CONDENSATION_CAUTION_THRESHOLD", "0.70", _float)
     condensation_warning_threshold: float = env("CONDENSATION_WARNING_THRESHOLD", "0.80", _float)
     condensation_critical_threshold: float = env("CONDENSATION_CRITICAL_THRESHOLD", "0.90", _float)
+    condensation_default_strategy: Strategy = env(
+        "CONDENSATION_DEFAULT_STRATEGY", "conversation_summary", _parse_choice(Strategy)
+    )
+    # The model summaries are asked of; empty = AUTOTEXT_MODEL.
+    condensation_model: str | None = env("CONDENSATION_MODEL", "", _parse_optional)
+    condensation_min_messages: int = env("CONDENSATION_MIN_MESSAGES", "3", _positive_int)
+    condensation_max_messages: int = env("CONDENSATION_MAX_MESSAGES", "10", _positive_int)
+    condensation_timeout: float = env("CONDENSATION_TIMEOUT", "30", _seconds)
+    condensation_cache_ttl: float = env("CONDENSATION_CACHE_TTL", "3600", _seconds)
+    condensation_quality_threshold: float = env("CONDENSATION_QUALITY_THRESHOLD", "0.6", _float)
+    condensation_max_summary_tokens: int = env(
+        "CONDENSATION_MAX_SUMMARY_TOKENS", "2000", _positive_int
+    )
+    # Where condensation brings the effective conversation, as shares of the input budget.
+    condensation_light_target: float = env("CONDENSATION_LIGHT_TARGET", "0.60", _float)
+    condensation_aggressive_target: float = env("CONDENSATION_AGGRESSIVE_TARGET", "0.45", _float)
+    # The shared store (summaries, locks): empty = embedded, shared by this host's workers
+    # (in CACHE_DIR); redis://host:port/db = Redis, shared by every host.
+    cache_url: str | None = env("CACHE_URL", "", _parse_optional, secret=True)
+    cache_dir: str | None = env("CACHE_DIR", "", _parse_optional)
     # Tokens kept free for the answer: input budget = window - min(max_tokens, this).
     output_reserve_tokens: int = env("OUTPUT_RESERVE_TOKENS", "8192", _positive_int)
     # Plain "drop the oldest turns until it fits" instead of keeping the task and shrinking.
@@ -234,11 +263,40 @@ class Settings:
     def validate(self) -> None:
         """Cross-field checks; raises ConfigError naming the variable."""
         self._validate_thresholds()
+        self._validate_condensation()
         if self.proxy_api_keys and not self.server_api_key:
             raise ConfigError(
                 "PROXY_API_KEYS is set but SERVER_API_KEY is empty: the proxy would have no key "
                 "to call z.ai with"
             )
+
+    def _validate_condensation(self) -> None:
+        if not 0 <= self.condensation_quality_threshold <= 1:
+            raise ConfigError(
+                f"CONDENSATION_QUALITY_THRESHOLD={self.condensation_quality_threshold} "
+                "must be in [0, 1]"
+            )
+        if self.condensation_min_messages > self.condensation_max_messages:
+            raise ConfigError(
+                f"CONDENSATION_MIN_MESSAGES={self.condensation_min_messages} must not exceed "
+                f"CONDENSATION_MAX_MESSAGES={self.condensation_max_messages}"
+            )
+        targets = (
+            ("CONDENSATION_AGGRESSIVE_TARGET", self.condensation_aggressive_target),
+            ("CONDENSATION_LIGHT_TARGET", self.condensation_light_target),
+        )
+        for name, value in targets:
+            if not 0 < value < self.condensation_warning_threshold:
+                raise ConfigError(
+                    f"{name}={value} must be in (0, CONDENSATION_WARNING_THRESHOLD="
+                    f"{self.condensation_warning_threshold}): condensing must end below the trigger"
+                )
+        if self.condensation_aggressive_target > self.condensation_light_target:
+            raise ConfigError(
+                "CONDENSATION_AGGRESSIVE_TARGET must not exceed CONDENSATION_LIGHT_TARGET"
+            )
+        if self.cache_url and not self.cache_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("CACHE_URL must be a redis://, rediss:// or unix:// URL")
 
     def _validate_thresholds(self) -> None:
         bands = (
