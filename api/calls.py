@@ -34,6 +34,11 @@ class UpstreamCall:
     key: str
     headers: dict[str, str]
 
+    @property
+    def summary_key(self) -> str:
+        """Summary calls use SERVER_API_KEY when it is set, else the client's key (DESIGN §7)."""
+        return self.services.settings.server_api_key or self.key
+
     def complete(self, prepared: Prepared) -> c.Response:
         return self.services.upstream.complete(
             prepared.route, prepared.request, self.key, self.headers

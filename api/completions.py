@@ -94,7 +94,7 @@ def complete(services: Services, canonical: c.Request, client: ClientFormat, key
     if canonical.get("stream"):
         return stream_response(call, prepared, client)
     # A JSON answer starts only when it is whole: slow work (condensation) simply runs first.
-    prepared, response = call.with_retry(context.finish(prepared), call.complete)
+    prepared, response = call.with_retry(context.finish(prepared, call.summary_key), call.complete)
     report = usage_report(services.settings, prepared)
     body = client.render_response(report.response(response), route.requested_model)
     body["context_info"] = prepared.info.to_dict()

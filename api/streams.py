@@ -66,7 +66,7 @@ def _slow_stream_body(
     settings = call.services.settings
 
     def job() -> tuple[Prepared, Iterator[c.StreamEvent]]:
-        finished = call.services.context.finish(prepared)
+        finished = call.services.context.finish(prepared, call.summary_key)
         return _open_first_event(call, finished)
 
     background = Background(job, cleanup=lambda opened: opened[1].close())  # type: ignore[attr-defined]

@@ -22,7 +22,9 @@ class ContextInfo:
     model: str
     strategy_used: Action
     condensation_applied: bool
+    condensation_strategy: str | None  # the strategy of the condensation in force, if any
     messages_condensed: int
+    summary_calls: int  # upstream summary calls this request made (0 when all were reused)
     tokens_saved: int
     truncated: bool
     messages_removed: int

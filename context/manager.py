@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import cachetools
 
-from config import Settings, UsageReporting
+from config import Settings, Strategy, UsageReporting
 from context.info import ContextInfo
 from context.overflow import is_overflow, overflow_tokens
 from context.risk import (
@@ -60,17 +60,41 @@ class PromptTooLongError(BadRequest):
     expects to read)."""
 
 
-class Condenser(Protocol):
-    """What the manager needs from condensation (the `condensation/` package, issue 6)."""
+class CondensedView(Protocol):
+    """A conversation as condensation left it (condensation.condenser.View)."""
 
-    def effective(self, request: c.Request) -> tuple[c.Request, int]:
-        """The request with every cached condensation put back, and the messages they replace."""
+    @property
+    def request(self) -> c.Request: ...  # what is graded and forwarded
+
+    @property
+    def messages_condensed(self) -> int: ...
+
+    @property
+    def cache_hit(self) -> bool: ...  # the condensation was found, not made
+
+    @property
+    def summary_calls(self) -> int: ...
+
+    @property
+    def strategy(self) -> Strategy | None: ...
+
+
+class Condenser(Protocol):
+    """What the manager needs from condensation (the `condensation/` package)."""
+
+    def effective(self, request: c.Request) -> CondensedView:
+        """The request with the condensation recorded for its prefix put back (fast)."""
         ...
 
     def condense(
-        self, request: c.Request, counts: MessageCounts, budget: Budget, action: Action
-    ) -> tuple[c.Request, int] | None:
-        """A condensed request and the messages condensed, or None; may block for seconds."""
+        self,
+        view: CondensedView,
+        count: Callable[[c.Request], MessageCounts],
+        budget: Budget,
+        action: Action,
+        api_key: str,
+    ) -> CondensedView | None:
+        """The view condensed for `action`, or None; may block for seconds."""
         ...
 
 
@@ -88,6 +112,7 @@ class Prepared:
     request: c.Request  # to forward
     effective: c.Request  # the client's conversation with cached condensations put back
     effective_counts: MessageCounts
+    view: CondensedView | None  # the condenser's view of the conversation, when there is one
     budget: Budget
     info: ContextInfo
     pending_condensation: bool  # slow work still to run (after headers, for streams)
@@ -144,7 +169,8 @@ class ContextManager:
         started = time.perf_counter()
         count = self._count_for(route)
         original = count(request)
-        effective, condensed = self._effective(request)
+        view = self._effective(request)
+        effective = view.request if view is not None else request
         counts = original if effective is request else count(effective)
         budget = budget_for(
             route.window, request["max_tokens"], self.settings.output_reserve_tokens
@@ -167,8 +193,10 @@ class ContextManager:
             endpoint=route.endpoint.value,
             model=route.model,
             strategy_used=action,
-            condensation_applied=condensed > 0,
-            messages_condensed=condensed,
+            condensation_applied=bool(view and view.messages_condensed),
+            condensation_strategy=view.strategy.value if view and view.strategy else None,
+            messages_condensed=view.messages_condensed if view else 0,
+            summary_calls=0,
             tokens_saved=original.total - forwarded_counts.total,
             truncated=fitted is not None,
             messages_removed=fitted.messages_removed if fitted else 0,
@@ -177,38 +205,45 @@ class ContextManager:
             max_tokens_lowered=max_tokens < request["max_tokens"],
             overflow_retry=False,
             processing_time_ms=(time.perf_counter() - started) * 1000,
-            cache_hit=cache_hit,
+            cache_hit=cache_hit or bool(view and view.cache_hit),
             scale_factor=scale,
         )
-        prepared = Prepared(route, forwarded, effective, counts, budget, info, pending)
+        prepared = Prepared(route, forwarded, effective, counts, view, budget, info, pending)
         if not pending:
             self._done(prepared)
         return prepared
 
-    def finish(self, prepared: Prepared) -> Prepared:
+    def finish(self, prepared: Prepared, api_key: str) -> Prepared:
         """Run pending condensation (may block), then fit what is left; a no-op otherwise.
 
-        A failed condensation never fails the request: truncation takes over.
+        A failed condensation never fails the request: truncation takes over. `api_key` is the
+        key summary calls are made with.
         """
         if not prepared.pending_condensation or self.condenser is None:
             return prepared
         started = time.perf_counter()
         count = self._count_for(prepared.route)
-        request, counts = prepared.effective, prepared.effective_counts
-        condensed = prepared.info.messages_condensed
+        view = prepared.view
         try:
-            result = self.condenser.condense(
-                request, counts, prepared.budget, prepared.info.strategy_used
+            condensed = self.condenser.condense(
+                view if view is not None else self.condenser.effective(prepared.effective),
+                count,
+                prepared.budget,
+                prepared.info.strategy_used,
+                api_key,
             )
         except Exception:  # condensation is an improvement, never a reason to fail
             logger.exception("CONDENSATION failed; truncation takes over")
-            result = None
-        if result is not None:
-            request, more = result
-            counts, condensed = count(request), condensed + more
+            condensed = None
+        if condensed is not None:
+            view = condensed
+        request = view.request if view is not None else prepared.effective
+        counts = count(request) if condensed is not None else prepared.effective_counts
         fitted, _ = self._fit(request, counts, prepared.budget, count)
         forwarded, forwarded_counts = _chosen(request, counts, fitted)
-        return self._refit(prepared, forwarded, forwarded_counts, fitted, started, condensed)
+        return self._refit(
+            replace(prepared, view=view), forwarded, forwarded_counts, fitted, started
+        )
 
     def after_overflow(
         self, prepared: Prepared, status: int, code: str | None, message: str
@@ -238,15 +273,7 @@ class ContextManager:
             return None
         if fitted.counts.total >= estimate:
             return None
-        return self._refit(
-            prepared,
-            fitted.request,
-            fitted.counts,
-            fitted,
-            started,
-            prepared.info.messages_condensed,
-            inflate=ratio,
-        )
+        return self._refit(prepared, fitted.request, fitted.counts, fitted, started, ratio)
 
     def predict_input_tokens(self, request: c.Request, route: Route) -> int:
         """What count_tokens reports: the managed size (forwarded mode) or the conversation's."""
@@ -254,7 +281,8 @@ class ContextManager:
         original = count(request)
         if self.settings.usage_reporting is UsageReporting.CONVERSATION:
             return original.total
-        effective, _ = self._effective(request)
+        view = self._effective(request)
+        effective = view.request if view is not None else request
         counts = original if effective is request else count(effective)
         budget = budget_for(
             route.window, request["max_tokens"], self.settings.output_reserve_tokens
@@ -310,14 +338,14 @@ class ContextManager:
 
         return count
 
-    def _effective(self, request: c.Request) -> tuple[c.Request, int]:
+    def _effective(self, request: c.Request) -> CondensedView | None:
         if self.condenser is None:
-            return request, 0
+            return None
         try:
             return self.condenser.effective(request)
         except Exception:  # a broken cache must not fail the request: use the conversation
             logger.exception("CONDENSATION cached summaries could not be applied")
-            return request, 0
+            return None
 
     def _fit(
         self,
@@ -373,12 +401,12 @@ class ContextManager:
         counts: MessageCounts,
         fitted: Truncation | None,
         started: float,
-        condensed: int,
         inflate: float | None = None,
     ) -> Prepared:
         """A new decision for the same request after condensation or, with `inflate` (the
         real/estimate ratio it implies), after an overflow answer."""
         window = prepared.route.window
+        view = prepared.view
         forwarded = forwarded | {"max_tokens": prepared.effective["max_tokens"]}
         forwarded, max_tokens = self._fit_output(
             forwarded, math.ceil(counts.total * (inflate or 1.0)), window
@@ -386,8 +414,11 @@ class ContextManager:
         info = replace(
             prepared.info,
             estimated_input_tokens=counts.total,
-            condensation_applied=condensed > 0,
-            messages_condensed=condensed,
+            condensation_applied=bool(view and view.messages_condensed),
+            condensation_strategy=view.strategy.value if view and view.strategy else None,
+            messages_condensed=view.messages_condensed if view else 0,
+            summary_calls=view.summary_calls if view else 0,
+            cache_hit=prepared.info.cache_hit or bool(view and view.cache_hit),
             tokens_saved=prepared.info.original_input_tokens - counts.total,
             truncated=fitted is not None,
             messages_removed=fitted.messages_removed if fitted else 0,

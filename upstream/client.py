@@ -84,12 +84,20 @@ class UpstreamClient:
         self._session.trust_env = False
 
     def complete(
-        self, route: Route, request: c.Request, api_key: str, headers: dict[str, str] | None = None
+        self,
+        route: Route,
+        request: c.Request,
+        api_key: str,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> c.Response:
-        """Send a non-stream request; the canonical response, or a ProxyError."""
+        """Send a non-stream request; the canonical response, or a ProxyError.
+
+        `timeout` (seconds to wait for the answer) replaces the read timeout for this call.
+        """
         wire = WIRE_FORMATS[route.endpoint]
         body = wire.render_request(request | {"stream": False}, route.model)
-        response = self._post(route, body, api_key, headers or {}, stream=False)
+        response = self._post(route, body, api_key, headers or {}, stream=False, timeout=timeout)
         payload = _json_answer(response)
         try:
             return wire.parse_response(payload)
@@ -124,7 +132,13 @@ class UpstreamClient:
     # ------------------------------------------------------------------------ internals
 
     def _post(
-        self, route: Route, body: dict[str, Any], api_key: str, extra: dict[str, str], stream: bool
+        self,
+        route: Route,
+        body: dict[str, Any],
+        api_key: str,
+        extra: dict[str, str],
+        stream: bool,
+        timeout: float | None = None,
     ) -> requests.Response:
         url = self._bases[route.endpoint] + WIRE_FORMATS[route.endpoint].path
         headers = _auth_headers(route.endpoint, api_key, extra)
@@ -136,7 +150,8 @@ class UpstreamClient:
         prepared.prepare(method="POST", url=url, headers=headers, data=data)
         try:
             # session.send skips per-call environment and cookie merging (~0.2 ms a request).
-            response = self._session.send(prepared, timeout=self._timeout, stream=stream)
+            limits = self._timeout if timeout is None else (self._timeout[0], timeout)
+            response = self._session.send(prepared, timeout=limits, stream=stream)
         except requests.Timeout:
             raise UpstreamTimeout("upstream did not answer in time") from None
         except requests.RequestException as exc:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config import Strategy
 from context.info import ContextInfo
 from context.manager import ContextManager, PromptTooLongError
 from context.risk import Action, Budget, RiskLevel
@@ -211,34 +213,53 @@ def test_unsigned_reasoning_is_counted_on_the_anthropic_wire(make_manager: Make)
 # ---------------------------------------------------------------------------- condenser hook
 
 
+@dataclass(frozen=True)
+class StandInView:
+    request: c.Request
+    messages_condensed: int = 0
+    cache_hit: bool = False
+    summary_calls: int = 0
+    strategy: Strategy | None = None
+
+
 class SlowCondenser:
     """A condenser stand-in: cached summaries shrink the view, condense() replaces a span."""
 
     def __init__(self, cached: int = 0, fail: bool = False) -> None:
         self.cached = cached
         self.fail = fail
-        self.calls: list[Action] = []
+        self.calls: list[tuple[Action, str]] = []
 
-    def effective(self, request: c.Request) -> tuple[c.Request, int]:
+    def effective(self, request: c.Request) -> StandInView:
         if not self.cached:
-            return request, 0
+            return StandInView(request)
         summary = {
             "role": "user",
             "content": [{"type": "text", "text": "[summary of earlier work]"}],
         }
         messages = [summary, *request["messages"][self.cached + 1 :]]
-        return request | {"messages": messages}, self.cached  # type: ignore[return-value]
+        condensed = request | {"messages": messages}
+        return StandInView(condensed, self.cached, True, 0, Strategy.CONVERSATION_SUMMARY)  # type: ignore[arg-type]
 
     def condense(
-        self, request: c.Request, counts: MessageCounts, budget: Budget, action: Action
-    ) -> tuple[c.Request, int] | None:
-        del counts, budget  # a stand-in: it always keeps the last two messages
-        self.calls.append(action)
+        self,
+        view: StandInView,
+        count: Callable[[c.Request], MessageCounts],
+        budget: Budget,
+        action: Action,
+        api_key: str,
+    ) -> StandInView | None:
+        del count, budget  # a stand-in: it always keeps the last two messages
+        self.calls.append((action, api_key))
         if self.fail:
             raise RuntimeError("summary call timed out")
+        request = view.request
         keep = request["messages"][-2:]
         summary = {"role": "user", "content": [{"type": "text", "text": "[condensed]"}]}
-        return request | {"messages": [summary, *keep]}, len(request["messages"]) - 2  # type: ignore[return-value]
+        condensed = request | {"messages": [summary, *keep]}
+        return StandInView(
+            condensed, len(request["messages"]) - 2, False, 1, Strategy.CONVERSATION_SUMMARY
+        )  # type: ignore[arg-type]
 
 
 def test_risk_is_graded_on_the_effective_conversation(make_manager: Make) -> None:
@@ -261,8 +282,8 @@ def test_condensation_runs_in_finish_and_truncation_backs_it_up(
     request = canonical(agent_session(40_000, seed=17))
     prepared = manager.prepare(request, manager.route(request), 1.0)
     assert prepared.pending_condensation and condenser.calls == []
-    done = manager.finish(prepared)
-    assert condenser.calls == [Action.EMERGENCY_TRUNCATION]
+    done = manager.finish(prepared, "sk-summary")
+    assert condenser.calls == [(Action.EMERGENCY_TRUNCATION, "sk-summary")]
     assert not done.pending_condensation
     assert done.info.estimated_input_tokens <= done.info.input_budget
     assert done.info.condensation_applied is (not fail)

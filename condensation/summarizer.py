@@ -1,0 +1,155 @@
+"""Summary calls: bounded, chunked, concurrent, cached in the shared store, made once.
+
+A span is summarised in chunks of at most CONDENSATION_MAX_MESSAGES messages, the chunks at the
+same time; each chunk's summary is cached under a stable digest of what it was asked (strategy,
+model, prompt version, the summary it builds on, the transcript), and concurrent requests for
+the same chunk make one upstream call (single flight through the store). A call under way
+finishes and is cached even when the request that asked for it is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from condensation.prompts import PROMPT_VERSION, summary_request, transcript
+from condensation.store import Store, single_flight, stable_key
+from config import Settings, Strategy
+from upstream import canonical as c
+from upstream.routing import Route
+
+logger = logging.getLogger(__name__)
+
+# Seconds a request waits for another worker's identical summary call before making its own.
+MIN_SUMMARY_TOKENS = 256
+# A transcript beyond this is elided in the middle so a call's input always fits its window.
+MAX_CALL_CHARS_PER_WINDOW_TOKEN = 2
+CHUNK_WORKERS = 4
+
+Call = Callable[[Route, c.Request, str, float], c.Response]
+
+
+class SummaryFailed(Exception):
+    """A summary call failed, timed out or answered nothing usable."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A summary and what it cost: upstream calls made, cached summaries reused, seconds."""
+
+    text: str
+    calls: int
+    cache_hits: int
+    seconds: float
+
+
+class Summarizer:
+    """Asks the summary model, through the proxy's own upstream client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        call: Call,
+        route_for: Callable[[str], Route],
+        count_text: Callable[[str], int],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._call = call
+        self._route = route_for(settings.condensation_model or settings.autotext_model)
+        self._count_text = count_text
+        # Shared by every request of the worker: chunk calls run here, so one that is under
+        # way finishes (and is cached) even if its request has gone.
+        self._pool = ThreadPoolExecutor(CHUNK_WORKERS, thread_name_prefix="summary")
+
+    def summarize(
+        self,
+        strategy: Strategy,
+        span: list[c.Message],
+        previous: str | None,
+        max_tokens: int,
+        api_key: str,
+    ) -> Summary:
+        """One summary of `previous` plus `span`, at most `max_tokens`; raises SummaryFailed."""
+        started = time.perf_counter()
+        size = self._settings.condensation_max_messages
+        chunks = [span[i : i + size] for i in range(0, len(span), size)]
+        rolling = strategy is Strategy.PROGRESSIVE_SUMMARIZATION
+        if len(chunks) == 1:
+            text, made = self._cached_call(strategy, transcript(chunks[0]), previous, max_tokens, api_key)
+            return Summary(text, int(made), int(not made), time.perf_counter() - started)
+        # Several chunks: summarised side by side, then folded together.
+        chunk_strategy = Strategy.CONVERSATION_SUMMARY if rolling else strategy
+        futures = [
+            self._pool.submit(
+                self._cached_call, chunk_strategy, transcript(chunk), None, max_tokens, api_key
+            )
+            for chunk in chunks
+        ]
+        results = [f.result() for f in futures]  # a failed chunk fails the summary
+        calls = sum(made for _, made in results)
+        hits = len(results) - calls
+        parts = [text for text, _ in results]
+        joined = "\n\n".join(([previous] if previous else []) + parts)
+        if not rolling and self._count_text(joined) <= max_tokens:
+            return Summary(joined, calls, hits, time.perf_counter() - started)
+        text, made = self._cached_call(
+            Strategy.PROGRESSIVE_SUMMARIZATION, "\n\n".join(parts), previous, max_tokens, api_key
+        )
+        return Summary(text, calls + made, hits + (not made), time.perf_counter() - started)
+
+    def _cached_call(
+        self,
+        strategy: Strategy,
+        text: str,
+        previous: str | None,
+        max_tokens: int,
+        api_key: str,
+    ) -> tuple[str, bool]:
+        """The summary for exactly this input, from the store or one upstream call: (text, made)."""
+        text = self._bounded(text)
+        model = self._route.model
+        key = stable_key("summary", PROMPT_VERSION, strategy.value, model, previous or "", max_tokens, text)
+        made = []
+
+        def compute() -> str:
+            made.append(True)
+            return self._ask(strategy, text, previous, max_tokens, api_key)
+
+        ttl = self._settings.condensation_cache_ttl
+        value, _ = single_flight(
+            self._store, key, compute, ttl=ttl, wait=self._settings.condensation_timeout
+        )
+        return str(value), bool(made)
+
+    def _ask(
+        self, strategy: Strategy, text: str, previous: str | None, max_tokens: int, api_key: str
+    ) -> str:
+        request = summary_request(strategy, text, previous, self._route.model, max_tokens)
+        try:
+            response = self._call(self._route, request, api_key, self._settings.condensation_timeout)
+        except Exception as exc:  # the caller falls back; the user's request never fails here
+            raise SummaryFailed(f"summary call failed: {type(exc).__name__}: {exc}") from None
+        summary = c.text_of(response["content"]).strip()
+        if not summary:
+            raise SummaryFailed("summary call answered no text")
+        return summary
+
+    def _bounded(self, text: str) -> str:
+        limit = self._route.window * MAX_CALL_CHARS_PER_WINDOW_TOKEN
+        if len(text) <= limit:
+            return text
+        half = limit // 2
+        return f"{text[:half]}\n[… {len(text) - 2 * half} characters elided …]\n{text[-half:]}"
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+def summary_budget(span_tokens: int, limit: int) -> int:
+    """A summary's size bound: at most `limit` and never more than half of what it replaces."""
+    return max(MIN_SUMMARY_TOKENS, min(limit, span_tokens // 2))
