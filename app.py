@@ -10,6 +10,7 @@ from api import completions, health, models
 from api import metrics as metrics_api
 from api.errors import register_error_handlers
 from api.services import EXTENSION_KEY, Services
+from condensation import build_condenser, build_store
 from config import Settings
 from context.manager import ContextManager
 from metrics import Metrics
@@ -26,21 +27,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Werkzeug enforces the body limit even for chunked uploads that carry no Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     metrics = Metrics() if settings.enable_metrics else None
+    upstream = UpstreamClient(
+        settings.upstream_base,
+        settings.openai_upstream_base,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.request_timeout,
+        pool_size=settings.upstream_pool_size,
+    )
+    counter = build_counter(settings, metrics.record_token_cache if metrics else None)
+    condenser = None
+    if settings.enable_ai_condensation:
+        condenser = build_condenser(settings, counter, upstream, build_store(settings), metrics)
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
-        upstream=UpstreamClient(
-            settings.upstream_base,
-            settings.openai_upstream_base,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.request_timeout,
-            pool_size=settings.upstream_pool_size,
-        ),
-        context=ContextManager(
-            settings,
-            build_counter(settings, metrics.record_token_cache if metrics else None),
-            condenser=None,  # AI condensation arrives with the condensation/ package (issue 6)
-            observer=metrics,
-        ),
+        upstream=upstream,
+        context=ContextManager(settings, counter, condenser, observer=metrics),
         metrics=metrics,
     )
     for blueprint in (health.bp, models.bp, completions.bp):

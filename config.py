@@ -286,11 +286,8 @@ class Settings:
             ("CONDENSATION_LIGHT_TARGET", self.condensation_light_target),
         )
         for name, value in targets:
-            if not 0 < value < self.condensation_warning_threshold:
-                raise ConfigError(
-                    f"{name}={value} must be in (0, CONDENSATION_WARNING_THRESHOLD="
-                    f"{self.condensation_warning_threshold}): condensing must end below the trigger"
-                )
+            if not 0 < value < 1:
+                raise ConfigError(f"{name}={value} must be in (0, 1)")
         if self.condensation_aggressive_target > self.condensation_light_target:
             raise ConfigError(
                 "CONDENSATION_AGGRESSIVE_TARGET must not exceed CONDENSATION_LIGHT_TARGET"

@@ -77,6 +77,27 @@ class Metrics:
             "Requests whose max_tokens was lowered so input and output fit the window.",
             registry=self.registry,
         )
+        self._condensations = Counter(
+            PREFIX + "condensations",
+            "Condensation attempts by strategy and result (success, fallback, failure).",
+            ["strategy", "result"],
+            registry=self.registry,
+        )
+        self._summary_calls = Counter(
+            PREFIX + "summary_calls",
+            "Upstream summary calls made (reused summaries make none).",
+            registry=self.registry,
+        )
+        self._tokens_saved = Counter(
+            PREFIX + "context_tokens_saved",
+            "Input tokens the forwarded requests left out (condensation and truncation).",
+            registry=self.registry,
+        )
+        self._condensation_hits = Counter(
+            PREFIX + "condensation_reused",
+            "Requests forwarded with a condensation found in the shared store.",
+            registry=self.registry,
+        )
         self._duration = Histogram(
             PREFIX + "request_duration_seconds",
             "Seconds until the response starts: the whole answer for JSON, headers for streams.",
@@ -95,6 +116,16 @@ class Metrics:
             self._overflow_retries.inc()
         if info.max_tokens_lowered:
             self._max_tokens_lowered.inc()
+        if info.tokens_saved > 0:
+            self._tokens_saved.inc(info.tokens_saved)
+        if info.condensation_applied and info.summary_calls == 0:
+            self._condensation_hits.inc()
+
+    def record_condensation(self, strategy: str, result: str, summary_calls: int) -> None:
+        """Count one condensation attempt by strategy and result, and the summary calls made."""
+        self._condensations.labels(strategy=strategy, result=result).inc()
+        if summary_calls:
+            self._summary_calls.inc(summary_calls)
 
     def record_token_cache(self, hits: int, misses: int) -> None:
         """Count one request's token-cache hits and misses."""

@@ -14,15 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any
+from typing import Any, Protocol
 
+from condensation.prompts import transcript
 from condensation.quality import judge
 from condensation.store import Store, stable_key
 from condensation.summarizer import Summarizer, SummaryFailed, summary_budget
-from condensation.prompts import transcript
 from config import Settings, Strategy
 from context.risk import Action, Budget
 from context.truncation import last_human_message, protected_tail
@@ -36,6 +37,8 @@ SUMMARY_HEADER = "[Summary of {n} earlier messages, written by the proxy's conte
 # Planning assumes the summary takes this much of its bound, plus the header's tokens.
 SUMMARY_OVERHEAD_TOKENS = 40
 TASK_SHARE = 0.10
+# A condensation ends at most at this share of the WARNING threshold, whatever the targets say.
+HYSTERESIS = 0.8
 RECORDS_PER_CONVERSATION = 32
 # After the configured strategy, these are tried in turn; smart truncation needs no AI call.
 FALLBACKS = {
@@ -51,6 +54,12 @@ PLACEHOLDER = "[{kind} omitted by context management: about {tokens} tokens]"
 BULKY_TEXT_CHARS = 2000
 
 Count = Callable[[c.Request], MessageCounts]
+
+
+class Observer(Protocol):
+    """Who hears each condensation (metrics)."""
+
+    def record_condensation(self, strategy: str, result: str, summary_calls: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -93,27 +102,53 @@ class Condenser:
     """Finds recorded condensations (`effective`) and makes new ones (`condense`)."""
 
     def __init__(
-        self, settings: Settings, store: Store, summarizer: Summarizer, observer: Any = None
+        self,
+        settings: Settings,
+        store: Store,
+        summarizer: Summarizer,
+        observer: Observer | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._summarizer = summarizer
         self._observer = observer
+        self._lock = threading.Lock()
+        self._stats = dict.fromkeys(
+            ("lookups", "record_hits", "attempts", "successes", "fallbacks", "failures",
+             "summary_calls"), 0)  # fmt: skip
+
+    def stats(self) -> dict[str, Any]:
+        """Condensations tried and made, records reused, for /health."""
+        with self._lock:
+            stats: dict[str, Any] = dict(self._stats)
+        attempts, lookups = stats["attempts"], stats["lookups"]
+        stats["success_rate"] = round(stats["successes"] / attempts, 3) if attempts else None
+        stats["record_hit_ratio"] = round(stats["record_hits"] / lookups, 3) if lookups else None
+        stats["strategy"] = self._settings.condensation_default_strategy.value
+        stats["store"] = self._store.stats()
+        return stats
+
+    def _tally(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                self._stats[name] += value
 
     # ------------------------------------------------------------------------ effective
 
     def effective(self, request: c.Request) -> View:
         """The request with the longest recorded condensation of its prefix put back."""
         messages = request["messages"]
-        index = self._store.get(_index_key(request)) or []
+        index = self._store.get(_index_key(request), fresh=True) or []
         ends = sorted({e for e in index if isinstance(e, int) and 0 < e < len(messages)})
         if not ends:
             return View(request, request, None, 0)
         digests = message_digests(messages)
+        self._tally(lookups=1)
         for end in reversed(ends):
             data = self._store.get(_record_key(digests, end))
             if data:
                 record = Record.from_json(data)
+                self._tally(record_hits=1)
                 return View(apply(request, record), request, record, record.condensed, True,
                             strategy=record.strategy, digests=digests)  # fmt: skip
         return View(request, request, None, 0, digests=digests)
@@ -124,11 +159,14 @@ class Condenser:
         self, view: View, count: Count, budget: Budget, action: Action, api_key: str
     ) -> View | None:
         """A view condensed down to the action's target, recorded for later turns; or None."""
+        settings = self._settings
         share = (
-            self._settings.condensation_light_target
+            settings.condensation_light_target
             if action is Action.CONDENSATION_LIGHT
-            else self._settings.condensation_aggressive_target
+            else settings.condensation_aggressive_target
         )
+        # Always end well below the trigger, so the following turns reuse this condensation.
+        share = min(share, settings.condensation_warning_threshold * HYSTERESIS)
         original = view.original
         counts = count(original)
         plan = _plan(original["messages"], counts, budget, int(budget.input * share), view.record,
@@ -136,11 +174,26 @@ class Condenser:
         if plan is None:
             return None
         strategy = self._settings.condensation_default_strategy
+        self._tally(attempts=1)
+        made = 0
         for attempt in (strategy, *FALLBACKS[strategy]):
             record, calls = self._attempt(attempt, plan, view, counts, api_key)
+            made += calls
             if record is not None:
-                return self._recorded(view, record, calls)
+                self._tally(successes=1, fallbacks=int(attempt is not strategy), summary_calls=made)
+                self._observe(attempt, "fallback" if attempt is not strategy else "success", made)
+                return self._recorded(view, record, made)
+        self._tally(failures=1, summary_calls=made)
+        self._observe(strategy, "failure", made)
         return None
+
+    def _observe(self, strategy: Strategy, result: str, calls: int) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer.record_condensation(strategy.value, result, calls)
+        except Exception:  # an observer must never fail the request
+            logger.exception("condensation observer failed")
 
     def _attempt(
         self, strategy: Strategy, plan: _SpanPlan, view: View, counts: MessageCounts, api_key: str
@@ -185,7 +238,7 @@ class Condenser:
             stored = self._store.get(_record_key(digests, record.end))
             record = Record.from_json(stored) if stored else record  # another worker's, same span
         index_key = _index_key(original)
-        ends = [e for e in (self._store.get(index_key) or []) if isinstance(e, int)]
+        ends = [e for e in (self._store.get(index_key, fresh=True) or []) if isinstance(e, int)]
         self._store.set(index_key, sorted({*ends, record.end})[-RECORDS_PER_CONVERSATION:], ttl)
         return View(apply(original, record), original, record, record.condensed, False, calls,
                     record.strategy, digests)  # fmt: skip
@@ -202,13 +255,16 @@ def apply(request: c.Request, record: Record) -> c.Request:
     """
     messages = request["messages"]
     if record.strategy is Strategy.SMART_TRUNCATION:
-        head = [m if i in record.kept else _placeholders(m) for i, m in enumerate(messages[: record.end])]
-        return request | {"messages": [*head, *messages[record.end :]]}  # type: ignore[return-value]
+        head = [
+            m if i in record.kept else _placeholders(m)
+            for i, m in enumerate(messages[: record.end])
+        ]
+        return request | {"messages": [*head, *messages[record.end :]]}
     summary: c.Message = {"role": "user", "content": [summary_block(record)]}
     kept = [messages[i] for i in record.kept]
     head = kept[:1] if record.kept[:1] == (0,) else []
     rest = kept[len(head) :]
-    return request | {"messages": merge_roles([*head, summary, *rest, *messages[record.end :]])}  # type: ignore[return-value]
+    return request | {"messages": merge_roles([*head, summary, *rest, *messages[record.end :]])}
 
 
 def _placeholders(message: c.Message) -> c.Message:
@@ -223,7 +279,7 @@ def _placeholders(message: c.Message) -> c.Message:
             inner = block.get("content", "")
             size = len(inner) if isinstance(inner, str) else len(json.dumps(inner))
             note = PLACEHOLDER.format(kind="tool result", tokens=size // 4)
-            content.append(block | {"content": note})  # type: ignore[arg-type]
+            content.append(block | {"content": note})
         elif block["type"] == "image":
             content.append({"type": "text", "text": "[image omitted by context management]"})
         elif block["type"] == "text" and len(block["text"]) > BULKY_TEXT_CHARS:
@@ -260,8 +316,8 @@ def _canonical(message: c.Message) -> str:
 
 
 def _index_key(request: c.Request) -> str:
-    first = request["messages"][0] if request["messages"] else {}
-    return stable_key("condensation-index", _canonical(first) if first else "")  # type: ignore[arg-type]
+    messages = request["messages"]
+    return stable_key("condensation-index", _canonical(messages[0]) if messages else "")
 
 
 def _record_key(digests: Sequence[str], end: int) -> str:

@@ -80,7 +80,9 @@ class Summarizer:
         chunks = [span[i : i + size] for i in range(0, len(span), size)]
         rolling = strategy is Strategy.PROGRESSIVE_SUMMARIZATION
         if len(chunks) == 1:
-            text, made = self._cached_call(strategy, transcript(chunks[0]), previous, max_tokens, api_key)
+            text, made = self._cached_call(
+                strategy, transcript(chunks[0]), previous, max_tokens, api_key
+            )
             return Summary(text, int(made), int(not made), time.perf_counter() - started)
         # Several chunks: summarised side by side, then folded together.
         chunk_strategy = Strategy.CONVERSATION_SUMMARY if rolling else strategy
@@ -113,7 +115,9 @@ class Summarizer:
         """The summary for exactly this input, from the store or one upstream call: (text, made)."""
         text = self._bounded(text)
         model = self._route.model
-        key = stable_key("summary", PROMPT_VERSION, strategy.value, model, previous or "", max_tokens, text)
+        key = stable_key(
+            "summary", PROMPT_VERSION, strategy.value, model, previous or "", max_tokens, text
+        )
         made = []
 
         def compute() -> str:
@@ -131,7 +135,9 @@ class Summarizer:
     ) -> str:
         request = summary_request(strategy, text, previous, self._route.model, max_tokens)
         try:
-            response = self._call(self._route, request, api_key, self._settings.condensation_timeout)
+            response = self._call(
+                self._route, request, api_key, self._settings.condensation_timeout
+            )
         except Exception as exc:  # the caller falls back; the user's request never fails here
             raise SummaryFailed(f"summary call failed: {type(exc).__name__}: {exc}") from None
         summary = c.text_of(response["content"]).strip()

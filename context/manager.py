@@ -82,13 +82,17 @@ class CondensedView(Protocol):
 class Condenser(Protocol):
     """What the manager needs from condensation (the `condensation/` package)."""
 
+    def stats(self) -> dict[str, Any]:
+        """Figures for /health (success rate, reuse of condensations, the store's state)."""
+        ...
+
     def effective(self, request: c.Request) -> CondensedView:
         """The request with the condensation recorded for its prefix put back (fast)."""
         ...
 
     def condense(
         self,
-        view: CondensedView,
+        view: Any,  # the view `effective` returned (each condenser knows its own)
         count: Callable[[c.Request], MessageCounts],
         budget: Budget,
         action: Action,
@@ -313,6 +317,7 @@ class ContextManager:
             "average_prepare_ms": round(stats["prepare_seconds"] * 1000 / prepared, 3)
             if prepared
             else 0.0,
+            "condensation": self.condenser.stats() if self.condenser is not None else None,
             "switches": {
                 "ai_condensation": self.settings.enable_ai_condensation,
                 "condenser_present": self.condenser is not None,

@@ -43,9 +43,12 @@ def _restore_environ() -> Iterator[None]:
 
 
 @pytest.fixture
-def settings_env() -> dict[str, str]:
-    """The variables a test's Settings are read from; override by updating this dict."""
-    return dict(TEST_ENV)
+def settings_env(tmp_path: Path) -> dict[str, str]:
+    """The variables a test's Settings are read from; override by updating this dict.
+
+    Each test has a shared store of its own, so no summary made by one is found by another.
+    """
+    return dict(TEST_ENV) | {"CACHE_DIR": str(tmp_path / "store")}
 
 
 @pytest.fixture

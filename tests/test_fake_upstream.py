@@ -1032,3 +1032,169 @@ def test_reply_from_spec_builds_tool_calls() -> None:
     reply = Reply.from_spec({"tool_calls": [{"name": "f", "input": {"a": 1}, "id": "toolu_x"}]})
     assert reply.final_stop_reason == "tool_use"
     assert reply.tool_calls[0].id == "toolu_x" and reply.text is None
+
+
+# ---------------------------------------------------------------------------- summary requests
+
+PLANTED = ("src/billing/invoice.py", "compute_total_v2", "4821")
+TRANSCRIPT = (
+    "user: the invoice total is wrong, see src/billing/invoice.py\n"
+    "assistant: compute_total_v2 rounds each line before summing; the total came out 4821\n"
+    "user: please fix it and keep the tests green\n"
+)
+PREVIOUS = "Summary of the conversation so far:\n- Facts: docs/billing.md, InvoiceLine"
+
+
+def summary_prompt(transcript: str = TRANSCRIPT, previous: str | None = None) -> str:
+    parts = [f"<previous-summary>\n{previous}\n</previous-summary>"] if previous else []
+    parts.append(f"<conversation>\n{transcript}</conversation>")
+    return "Condense this conversation, keeping every fact.\n" + "\n".join(parts)
+
+
+def ask_summary(fake: FakeUpstream, endpoint: str, **overrides: Any) -> requests.Response:
+    overrides.setdefault("max_tokens", 400)
+    overrides.setdefault("messages", [user(summary_prompt())])
+    return post(fake, endpoint, **overrides)
+
+
+def reply_text(response: requests.Response, endpoint: str) -> str:
+    body = response.json()
+    if endpoint == "anthropic":
+        return "".join(b["text"] for b in body["content"] if b["type"] == "text")
+    return body["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("endpoint", ["anthropic", "openai"])
+def test_a_summary_request_gets_a_summary_keeping_the_facts(
+    fake: FakeUpstream, endpoint: str
+) -> None:
+    response = ask_summary(fake, endpoint)
+    assert response.status_code == 200
+    text = reply_text(response, endpoint)
+    assert text.startswith("Summary of the conversation so far:")
+    assert all(fact in text for fact in PLANTED)
+    assert "echo:" not in text and len(text) <= 400 * 4
+    assert fake.last.notes == ["summary_request"]
+    assert fake.summary_requests == [fake.last]
+
+
+@pytest.mark.parametrize("endpoint", ["anthropic", "openai"])
+def test_previous_summary_facts_come_first_and_are_kept(fake: FakeUpstream, endpoint: str) -> None:
+    prompt = summary_prompt(previous=PREVIOUS)
+    text = reply_text(ask_summary(fake, endpoint, messages=[user(prompt)]), endpoint)
+    order = [text.index(fact) for fact in ("docs/billing.md", "InvoiceLine", *PLANTED)]
+    assert order == sorted(order)
+    assert "- Previous summary: docs/billing.md, InvoiceLine" in text
+
+
+def test_summary_request_in_content_blocks_after_other_turns(fake: FakeUpstream) -> None:
+    messages = [
+        user("hello"),
+        {"role": "assistant", "content": "hi"},
+        user([{"type": "text", "text": summary_prompt()}]),
+    ]
+    text = reply_text(ask_summary(fake, "anthropic", messages=messages), "anthropic")
+    assert all(fact in text for fact in PLANTED)
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "kept"), [(1, 0), (12, 0), (20, 1), (21, 1), (22, 2), (30, 3)]
+)
+def test_a_summary_fits_max_tokens_keeping_the_earliest_facts(
+    fake: FakeUpstream, max_tokens: int, kept: int
+) -> None:
+    response = ask_summary(fake, "openai", max_tokens=max_tokens)
+    text = reply_text(response, "openai")
+    assert 0 < len(text) <= max_tokens * 4
+    assert response.json()["usage"]["completion_tokens"] <= max_tokens
+    # whole facts, in order of first appearance: never a cut one
+    assert [fact for fact in PLANTED if fact in text] == list(PLANTED[:kept])
+    assert "compute_total" not in text or "compute_total_v2" in text
+
+
+def test_a_streamed_summary_request_gets_the_summary_too(fake: FakeUpstream) -> None:
+    body = anthropic_body(messages=[user(summary_prompt())], max_tokens=400, stream=True)
+    with post_anthropic(fake, body, stream=True) as response:
+        events = stream_events(response)
+    text = "".join(
+        data["delta"]["text"]
+        for name, data in events
+        if name == "content_block_delta" and data["delta"]["type"] == "text_delta"
+    )
+    assert all(fact in text for fact in PLANTED)
+
+
+@pytest.mark.parametrize("endpoint", ["anthropic", "openai"])
+def test_a_forgetful_summariser_keeps_no_fact(fake: FakeUpstream, endpoint: str) -> None:
+    fake.summary_quality = 0.0
+    text = reply_text(ask_summary(fake, endpoint), endpoint)
+    assert text.startswith("Summary of the conversation so far:")
+    assert not any(fact in text for fact in PLANTED) and not any(c.isdigit() for c in text)
+    assert fake.last.notes == ["summary_request"]
+
+
+def test_a_half_forgetful_summariser_keeps_the_first_facts(fake: FakeUpstream) -> None:
+    fake.summary_quality = 0.5
+    text = reply_text(ask_summary(fake, "openai"), "openai")
+    assert PLANTED[0] in text and PLANTED[2] not in text
+
+
+def test_summary_quality_over_http(fake: FakeUpstream) -> None:
+    answer = control(fake, "config", {"summary_quality": 0})
+    assert answer.status_code == 200 and answer.json()["summary_quality"] == 0.0
+    assert fake.summary_quality == 0.0
+    assert not any(
+        fact in reply_text(ask_summary(fake, "anthropic"), "anthropic") for fact in PLANTED
+    )
+    for bad in (1.5, -0.1, "high"):
+        assert control(fake, "config", {"summary_quality": bad}).status_code == 400
+    assert fake.summary_quality == 0.0
+
+
+@pytest.mark.parametrize("endpoint", ["anthropic", "openai"])
+def test_faults_apply_to_summary_requests(fake: FakeUpstream, endpoint: str) -> None:
+    fake.fail_next("http_error", status=500)
+    assert ask_summary(fake, endpoint).status_code == 500
+    assert [(r.status, r.fault) for r in fake.summary_requests] == [(500, "http_error")]
+    assert all(fact in reply_text(ask_summary(fake, endpoint), endpoint) for fact in PLANTED)
+
+
+def test_a_summary_request_can_time_out(fake: FakeUpstream) -> None:
+    fake.fail_next("timeout", seconds=3)
+    body = openai_body(messages=[user(summary_prompt())], max_tokens=400)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        post_openai(fake, body, timeout=(2, 0.3))
+    assert fake.summary_requests[0].fault == "timeout"
+
+
+def test_a_scripted_reply_wins_over_the_summariser(fake: FakeUpstream) -> None:
+    fake.script("scripted summary")
+    assert reply_text(ask_summary(fake, "openai"), "openai") == "scripted summary"
+    assert fake.last.notes == ["summary_request"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        PROMPT,
+        "a <conversation> without its end",
+        "</conversation> reversed <conversation>",
+    ],
+)
+def test_other_requests_are_not_summary_requests(fake: FakeUpstream, content: str) -> None:
+    assert post(fake, "anthropic", messages=[user(content)]).status_code == 200
+    assert fake.summary_requests == [] and fake.last.notes == []
+
+
+def test_the_tags_only_count_in_the_last_user_message(fake: FakeUpstream) -> None:
+    messages = [user(summary_prompt()), {"role": "assistant", "content": "ok"}, user(PROMPT)]
+    response = post(fake, "openai", messages=messages)
+    assert reply_text(response, "openai") == ECHO
+    assert fake.summary_requests == []
+
+
+def test_summary_requests_are_listed_over_http(fake: FakeUpstream) -> None:
+    ask_summary(fake, "openai")
+    post(fake, "openai")
+    listed = control(fake, "requests").json()["requests"]
+    assert [r["notes"] for r in listed] == [["summary_request"], []]

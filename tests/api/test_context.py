@@ -34,7 +34,9 @@ def small_window_proxy(
     settings_env: dict[str, str], condenser: Any = None, **env: str
 ) -> ProxyActions:
     """A proxy with a 20k-token text window (and, optionally, a condenser plugged in)."""
-    settings = Settings.from_env(settings_env | {"REAL_TEXT_MODEL_TOKENS": WINDOW} | env)
+    # Without a stand-in condenser these tests are about truncation: the real one is switched off.
+    defaults = {"REAL_TEXT_MODEL_TOKENS": WINDOW, "ENABLE_AI_CONDENSATION": str(bool(condenser))}
+    settings = Settings.from_env(settings_env | defaults | env)
     app = create_app(settings)
     if condenser is not None:
         services = app.extensions[EXTENSION_KEY]

@@ -230,6 +230,9 @@ class SlowCondenser:
         self.fail = fail
         self.calls: list[tuple[Action, str]] = []
 
+    def stats(self) -> dict[str, Any]:
+        return {"calls": len(self.calls)}
+
     def effective(self, request: c.Request) -> StandInView:
         if not self.cached:
             return StandInView(request)

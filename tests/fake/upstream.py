@@ -42,6 +42,8 @@ from tests.fake.replies import (
     render_openai_stream,
     sign_thinking,
 )
+from tests.fake.summarizer import NOTE as SUMMARY_NOTE
+from tests.fake.summarizer import is_summary_request, summary_reply
 from tests.fake.transport import Server
 
 
@@ -50,7 +52,9 @@ class FakeUpstream:
 
     Settable attributes: models, vision_models, windows (tokens per model, input + max_tokens),
     api_keys (None: any non-empty key), chunk_chars, event_delay (seconds between stream
-    events), check_signatures (reject thinking blocks whose signature this fake did not give).
+    events), check_signatures (reject thinking blocks whose signature this fake did not give),
+    summary_quality (1.0: unscripted summary requests get a summary keeping every fact; lower
+    keeps fewer; 0.0: a generic summary without facts; see `tests.fake.summarizer`).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class FakeUpstream:
         chunk_chars: int = CHUNK_CHARS,
         event_delay: float = 0.0,
         check_signatures: bool = False,
+        summary_quality: float = 1.0,
     ) -> None:
         self.host, self.port = host, port
         self.models = set(models)
@@ -74,6 +79,7 @@ class FakeUpstream:
         self.chunk_chars = chunk_chars
         self.event_delay = event_delay
         self.check_signatures = check_signatures
+        self.summary_quality = summary_quality
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified when a stream is aborted
         self._records: list[RecordedRequest] = []
@@ -193,6 +199,13 @@ class FakeUpstream:
             return list(self._records)
 
     @property
+    def summary_requests(self) -> list[RecordedRequest]:
+        """The recorded requests that asked for a summary (noted "summary_request"), oldest
+        first."""
+        with self._lock:
+            return [r for r in self._records if SUMMARY_NOTE in r.notes]
+
+    @property
     def last(self) -> RecordedRequest:
         """The latest request received (IndexError if none)."""
         with self._lock:
@@ -257,6 +270,8 @@ class FakeUpstream:
             return json_plan(
                 400, error_body(endpoint, 400, "request body must be a JSON object", "1214")
             )
+        if is_summary_request(record.body):
+            record.notes.append(SUMMARY_NOTE)
         rejection = self._rejection(record)
         if rejection is not None:
             return rejection
@@ -331,7 +346,9 @@ class FakeUpstream:
             include_usage=stream_options.get("include_usage") is True,
             input_tokens=record.input_tokens,
         )
-        if reply is None:
+        if reply is None and SUMMARY_NOTE in record.notes:
+            reply = summary_reply(body, self.summary_quality)
+        elif reply is None:
             thinking = (body.get("thinking") or {}).get("type") == "enabled"
             reply = default_reply(last_prompt_text(body["messages"]), thinking)
         plan = self._render(reply, exchange)
@@ -395,17 +412,23 @@ class FakeUpstream:
     def _configure(self, payload: Json) -> Json:
         if not isinstance(payload, dict):
             raise ValueError("config is an object")
-        unknown = set(payload) - {"windows", "event_delay", "chunk_chars", "check_signatures"}
+        known = {"windows", "event_delay", "chunk_chars", "check_signatures", "summary_quality"}
+        unknown = set(payload) - known
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        quality = float(payload.get("summary_quality", self.summary_quality))
+        if not 0.0 <= quality <= 1.0:
+            raise ValueError("summary_quality is between 0 and 1")
         self.windows.update(payload.get("windows", {}))
         self.event_delay = float(payload.get("event_delay", self.event_delay))
         self.chunk_chars = int(payload.get("chunk_chars", self.chunk_chars))
         self.check_signatures = bool(payload.get("check_signatures", self.check_signatures))
+        self.summary_quality = quality
         return {
             "windows": self.windows,
             "event_delay": self.event_delay,
             "chunk_chars": self.chunk_chars,
+            "summary_quality": self.summary_quality,
         }
 
 

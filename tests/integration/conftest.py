@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -30,12 +31,16 @@ def _sockets_checked(collect_garbage: None) -> None:
 
 
 def proxy_env(fake: FakeUpstream, **extra: str) -> dict[str, str]:
-    """Environment pointing a gunicorn-served proxy at the fake upstream."""
+    """Environment pointing a gunicorn-served proxy at the fake upstream.
+
+    Each server gets a shared store of its own (CACHE_DIR) unless the test names one.
+    """
     return {
         "UPSTREAM_BASE": fake.anthropic_base,
         "OPENAI_UPSTREAM_BASE": fake.openai_base,
         "REQUEST_TIMEOUT": READ_TIMEOUT,
         "CONNECT_TIMEOUT": "2",
+        "CACHE_DIR": tempfile.mkdtemp(prefix="proxy-store-"),
         **extra,
     }
 
