@@ -116,8 +116,9 @@ _TOKEN = re.compile(
     re.ASCII,
 )
 _ERRNO = re.compile(r"(?=E)\b(?:" + "|".join(sorted(ERRNO_NAMES)) + r")\b")
-_PARTS = re.compile(r"[_.]+")
-_DIGIT_RUN = re.compile(r"[0-9]+")
+# A part of a name (between "_" and ".") of 8+ characters with digits in two places or more.
+_RANDOM_PART = re.compile(r"(?:^|[_.])(?=[A-Za-z0-9]{8})[A-Za-z]*[0-9]+[A-Za-z]+[0-9]")
+_LETTER = re.compile(r"[A-Za-z]")
 # Long runs of base64 (images, keys): blanked before names and numbers are looked for.
 _BLOB = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=])")
 _CAMEL = re.compile(r"[a-z0-9][A-Z]|[A-Z]{2}[a-z]{2}")
@@ -324,10 +325,7 @@ def _classify(token: str, called: bool) -> tuple[str, str, str] | None:
 
 def _looks_random(token: str) -> bool:
     """An id such as toolu_01A09q90qw90lq917835lq9: a long part with digits in 2+ places."""
-    for part in _PARTS.split(token):
-        if len(part) >= 8 and len(_DIGIT_RUN.findall(part)) >= 2 and not part.isdigit():
-            return True
-    return False
+    return len(token) >= 8 and _RANDOM_PART.search(token) is not None
 
 
 def _identifier_kind(token: str) -> str | None:
@@ -336,7 +334,7 @@ def _identifier_kind(token: str) -> str | None:
         return "error"
     if "_" in token:
         core = token.strip("_")
-        if not any(c.isalpha() for c in core):
+        if _LETTER.search(core) is None:
             return None
         if "_" in core:
             return "identifier"
@@ -463,6 +461,7 @@ class _SummaryView:
 
     def __init__(self, summary: str) -> None:
         self.text = summary
+        self.words = set(_WORD.findall(summary))  # a plain name is kept iff it is one of them
         self.collapsed = " ".join(summary.split())
         self.lowered = self.collapsed.lower()
         self.numbers: set[str] = set()
@@ -483,9 +482,9 @@ class _SummaryView:
         if fact.match == "windows":
             doubled = fact.key.replace("\\", "\\\\")
             return _has_word(self.text, fact.key) or _has_word(self.text, doubled)
-        return _has_word(self.text, fact.key) or bool(
-            fact.alias and _has_word(self.text, fact.alias)
-        )
+        if fact.key in self.words or (fact.alias and fact.alias in self.words):
+            return True
+        return _WORD.fullmatch(fact.key) is None and _has_word(self.text, fact.key)
 
 
 def _has_word(text: str, word: str) -> bool:
