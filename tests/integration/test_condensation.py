@@ -86,6 +86,10 @@ def send(proxy: Gunicorn, body: dict[str, Any], **extra: Any) -> requests.Respon
     return requests.post(proxy.url + "/v1/messages", json=body | extra, headers=KEY, timeout=60)
 
 
+def tool_ids(message: dict[str, Any]) -> list[str | None]:
+    return [block.get("tool_use_id") for block in message["content"]]
+
+
 def forwarded(fake: FakeUpstream) -> Any:
     """The latest request the fake received that was not a summary request."""
     return next(r for r in reversed(fake.requests) if "summary_request" not in r.notes)
@@ -108,12 +112,7 @@ def test_a_session_in_the_warning_band_is_condensed_and_reused(
     assert sent.status == 200 and sent.input_tokens + sent.body["max_tokens"] <= WINDOW
     summary = sent.body["messages"][0]["content"][-1]["text"]
     assert summary.startswith("[Summary of") and all(fact in summary for fact in FACTS)
-    ids = [
-        [b.get("tool_use_id") for b in m["content"]]
-        for m in (sent.body, body)
-        for m in [m["messages"][-1]]
-    ]
-    assert ids[0] == ids[1]  # the latest turn is forwarded as sent
+    assert tool_ids(sent.body["messages"][-1]) == tool_ids(body["messages"][-1])  # latest turn
 
     # the next turns, on any worker: no new summary call, the same condensed prefix
     calls = len(fake.summary_requests)
@@ -173,9 +172,7 @@ def test_a_forgetful_summary_is_rejected_by_the_quality_gate(
 # ---------------------------------------------------------------------------- streams
 
 
-def test_a_stream_gets_keepalives_while_its_summary_is_made(
-    fake: FakeUpstream, store_dir: Path
-) -> None:
+def test_a_stream_gets_keepalives_while_its_summary_is_made(fake: FakeUpstream) -> None:
     fake.fail_next("timeout", seconds=1.5, endpoint="anthropic")  # the summary call is slow
     env = condensing_env(fake, KEEPALIVE_INTERVAL="0.3")
     with Gunicorn(env, workers=1, threads=2) as proxy:
