@@ -88,6 +88,12 @@ class Metrics:
             "Upstream summary calls made (reused summaries make none).",
             registry=self.registry,
         )
+        self._condensation_seconds = Histogram(
+            PREFIX + "condensation_seconds",
+            "Seconds a condensation that made summary calls added to its request.",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self._tokens_saved = Counter(
             PREFIX + "context_tokens_saved",
             "Input tokens the forwarded requests left out (condensation and truncation).",
@@ -121,11 +127,14 @@ class Metrics:
         if info.condensation_applied and info.summary_calls == 0:
             self._condensation_hits.inc()
 
-    def record_condensation(self, strategy: str, result: str, summary_calls: int) -> None:
-        """Count one condensation attempt by strategy and result, and the summary calls made."""
+    def record_condensation(
+        self, strategy: str, result: str, summary_calls: int, seconds: float
+    ) -> None:
+        """Count one condensation attempt by strategy and result, its calls and its time."""
         self._condensations.labels(strategy=strategy, result=result).inc()
         if summary_calls:
             self._summary_calls.inc(summary_calls)
+            self._condensation_seconds.observe(seconds)
 
     def record_token_cache(self, hits: int, misses: int) -> None:
         """Count one request's token-cache hits and misses."""

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -59,7 +60,9 @@ Count = Callable[[c.Request], MessageCounts]
 class Observer(Protocol):
     """Who hears each condensation (metrics)."""
 
-    def record_condensation(self, strategy: str, result: str, summary_calls: int) -> None: ...
+    def record_condensation(
+        self, strategy: str, result: str, summary_calls: int, seconds: float
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -175,23 +178,25 @@ class Condenser:
             return None
         strategy = self._settings.condensation_default_strategy
         self._tally(attempts=1)
+        started = time.perf_counter()
         made = 0
         for attempt in (strategy, *FALLBACKS[strategy]):
             record, calls = self._attempt(attempt, plan, view, counts, api_key)
             made += calls
             if record is not None:
                 self._tally(successes=1, fallbacks=int(attempt is not strategy), summary_calls=made)
-                self._observe(attempt, "fallback" if attempt is not strategy else "success", made)
+                result = "fallback" if attempt is not strategy else "success"
+                self._observe(attempt, result, made, time.perf_counter() - started)
                 return self._recorded(view, record, made)
         self._tally(failures=1, summary_calls=made)
-        self._observe(strategy, "failure", made)
+        self._observe(strategy, "failure", made, time.perf_counter() - started)
         return None
 
-    def _observe(self, strategy: Strategy, result: str, calls: int) -> None:
+    def _observe(self, strategy: Strategy, result: str, calls: int, seconds: float) -> None:
         if self._observer is None:
             return
         try:
-            self._observer.record_condensation(strategy.value, result, calls)
+            self._observer.record_condensation(strategy.value, result, calls, seconds)
         except Exception:  # an observer must never fail the request
             logger.exception("condensation observer failed")
 

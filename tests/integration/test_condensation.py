@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.condensation.test_store import REDIS_SERVER, RedisServer
 from tests.fake.glm import count_input_tokens
 from tests.fake_upstream import FakeUpstream
 from tests.integration.conftest import proxy_env
-from tests.integration.servers import Gunicorn
+from tests.integration.servers import REDIS_SERVER, Gunicorn, RedisServer
 from tests.sessions import agent_session
 
 WINDOW = 40_000
@@ -223,3 +222,47 @@ def test_two_masters_share_summaries_through_redis_and_survive_it_failing(
             assert failed.json()["context_info"]["condensation_applied"] is True
     finally:
         redis.stop()
+
+
+# ---------------------------------------------------------------------------- the client's compaction
+
+
+def test_claude_codes_own_compaction_over_the_window_is_fitted(
+    proxy: Gunicorn, fake: FakeUpstream
+) -> None:
+    """/compact: a streamed request with all tools and max_tokens 64000 whose last user message
+    holds the last tool results and then the request for a summary (DESIGN.md §6)."""
+    body = session(1.3, seed=71)
+    body["messages"][-1]["content"].append(
+        {"type": "text", "text": "Your task is to create a detailed summary of the conversation "
+         "so far, with sections for the request, key concepts, files, errors and next steps."}
+    )  # fmt: skip
+    with requests.post(
+        proxy.url + "/v1/messages",
+        json=body | {"max_tokens": 64_000, "stream": True},
+        headers=KEY,
+        stream=True,
+        timeout=60,
+    ) as reply:
+        assert reply.status_code == 200, reply.text
+        data = [line[6:] for line in reply.iter_lines() if line.startswith(b"data: ")]
+    events = [json.loads(line) for line in data]
+    assert events[-1]["type"] == "message_stop"
+    info = next(e for e in events if e["type"] == "message_delta")["context_info"]
+    assert info["risk_level"] == "OVERFLOW" and info["max_tokens_lowered"] is True
+    sent = forwarded(fake)
+    assert sent.status == 200 and sent.input_tokens + sent.body["max_tokens"] <= WINDOW
+    assert "create a detailed summary" in json.dumps(sent.body["messages"][-1])
+
+
+def test_health_and_metrics_show_condensation(proxy: Gunicorn) -> None:
+    health = requests.get(proxy.url + "/health", timeout=5).json()["context"]["condensation"]
+    assert health["strategy"] == "conversation_summary" and "success_rate" in health
+    assert health["store"]["name"] == "disk"
+    metrics = requests.get(proxy.url + "/metrics", timeout=5).text
+    assert (
+        'anthropic_proxy_condensations_total{result="success",strategy="conversation_summary"}'
+        in metrics
+    )
+    assert "anthropic_proxy_summary_calls_total" in metrics
+    assert "anthropic_proxy_context_tokens_saved_total" in metrics

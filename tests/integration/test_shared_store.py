@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.condensation.test_store import NO_REDIS, REDIS_SERVER, RedisServer
+from tests.integration.servers import NO_REDIS, REDIS_SERVER, RedisServer
 
 pytestmark = pytest.mark.integration
 
