@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -15,6 +16,12 @@ from werkzeug.test import TestResponse
 
 from app import create_app
 from config import Settings
+
+# The suite draws the same examples on every run (CI must not turn red by luck);
+# HYPOTHESIS_PROFILE=explore draws new ones each time, to go looking for bugs.
+hypothesis.settings.register_profile("ci", derandomize=True, deadline=None)
+hypothesis.settings.register_profile("explore", deadline=None)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
