@@ -224,7 +224,7 @@ def test_two_masters_share_summaries_through_redis_and_survive_it_failing(
         redis.stop()
 
 
-# ---------------------------------------------------------------------------- the client's compaction
+# ---------------------------------------------------------------------------- client compaction
 
 
 def test_claude_codes_own_compaction_over_the_window_is_fitted(
