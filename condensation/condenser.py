@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Protocol
 
-from condensation.prompts import transcript
-from condensation.quality import judge
 from condensation.store import Store, stable_key
 from condensation.summarizer import Summarizer, SummaryFailed, summary_budget
 from config import Settings, Strategy
@@ -209,7 +207,7 @@ class Condenser:
             return Record(plan.end, plan.kept, "", strategy), 0
         messages = view.original["messages"]
         span = [messages[i] for i in plan.span]
-        previous = view.record.summary if view.record else None
+        previous = view.record.summary if view.record and view.record.summary else None
         span_tokens = sum(counts.messages[i] for i in plan.span)
         bound = summary_budget(span_tokens, self._settings.condensation_max_summary_tokens)
         try:
@@ -217,20 +215,12 @@ class Condenser:
         except SummaryFailed as exc:
             logger.warning("CONDENSATION strategy=%s failed: %s", strategy.value, exc)
             return None, 0
-        source = transcript(span) + ("\n" + previous if previous else "")
-        quality = judge(source, summary.text, max_chars=bound * 6)
-        if quality.score < self._settings.condensation_quality_threshold:
-            logger.warning(
-                "CONDENSATION strategy=%s rejected: quality %.2f < %.2f (kept %d of %d facts)",
-                strategy.value, quality.score, self._settings.condensation_quality_threshold,
-                quality.kept, quality.total,
-            )  # fmt: skip
-            return None, summary.calls
+        # (each call's summary was judged by the quality gate before it was stored)
         logger.info(
             "CONDENSATION strategy=%s messages=%d span_tokens=%d summary_calls=%d "
-            "cache_hits=%d quality=%.2f seconds=%.2f",
+            "cache_hits=%d seconds=%.2f",
             strategy.value, len(plan.span), span_tokens, summary.calls, summary.cache_hits,
-            quality.score, summary.seconds,
+            summary.seconds,
         )  # fmt: skip
         return Record(plan.end, plan.kept, summary.text, strategy), summary.calls
 
@@ -365,7 +355,10 @@ def _plan(
     if best is None:
         return None
     end, kept = best
-    already = set(range(previous.end)) - set(previous.kept) if previous else set()
+    # Messages a previous summary already covers are not summarised again (progressive); after
+    # placeholders (smart truncation) nothing is covered yet, so they are summarised now.
+    summarised = previous is not None and previous.strategy is not Strategy.SMART_TRUNCATION
+    already = set(range(previous.end)) - set(previous.kept) if summarised and previous else set()
     span = tuple(i for i in range(end) if i not in kept and i not in already)
     if len(span) < settings.condensation_min_messages:
         return None

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from condensation.prompts import PROMPT_VERSION, summary_request, transcript
+from condensation.quality import judge
 from condensation.store import Store, single_flight, stable_key
 from config import Settings, Strategy
 from upstream import canonical as c
@@ -23,11 +24,12 @@ from upstream.routing import Route
 
 logger = logging.getLogger(__name__)
 
-# Seconds a request waits for another worker's identical summary call before making its own.
 MIN_SUMMARY_TOKENS = 256
 # A transcript beyond this is elided in the middle so a call's input always fits its window.
 MAX_CALL_CHARS_PER_WINDOW_TOKEN = 2
 CHUNK_WORKERS = 4
+# A summary longer than this many characters per token of its bound is not within it.
+MAX_CHARS_PER_TOKEN = 6
 
 Call = Callable[[Route, c.Request, str, float], c.Response]
 
@@ -143,6 +145,15 @@ class Summarizer:
         summary = c.text_of(response["content"]).strip()
         if not summary:
             raise SummaryFailed("summary call answered no text")
+        # Judged before it is stored: a summary that lost the facts must not be served again.
+        quality = judge(text + ("\n" + previous if previous else ""), summary,
+                        max_chars=max_tokens * MAX_CHARS_PER_TOKEN)  # fmt: skip
+        if quality.score < self._settings.condensation_quality_threshold:
+            raise SummaryFailed(
+                f"summary rejected: quality {quality.score:.2f} < "
+                f"{self._settings.condensation_quality_threshold:.2f} "
+                f"(kept {quality.kept} of {quality.total} facts)"
+            )
         return summary
 
     def _bounded(self, text: str) -> str:

@@ -321,3 +321,20 @@ def test_apply_keeps_roles_valid_with_every_kind_of_pin() -> None:
         kept = (0, middle - 1, middle) if middle < end else (0,)
         for strategy in (Strategy.CONVERSATION_SUMMARY, Strategy.SMART_TRUNCATION):
             valid(apply(request, Record(end, kept, "summary text", strategy)))
+
+
+def test_a_summary_after_placeholders_covers_what_they_replaced(
+    make: Callable[..., Condenser], store: Store, counter: TokenCounter, upstream: Upstream
+) -> None:
+    upstream.forgetful = True
+    request = session(int(WINDOW * 0.85))
+    first = condensed(make(store), request, counter)
+    assert first.strategy is Strategy.SMART_TRUNCATION
+    upstream.forgetful = False
+    later = grow(request, 8)
+    condenser = make(store)
+    view = condenser.effective(later)
+    second = condenser.condense(view, count_for(counter), budget(), Action.CONDENSATION_LIGHT, "k")
+    assert second is not None and second.strategy is Strategy.CONVERSATION_SUMMARY
+    summary = c.text_of(second.request["messages"][0]["content"])
+    assert all(fact in summary for fact in FACTS)  # planted before the placeholders, kept now
