@@ -319,7 +319,7 @@ def main() -> None:
         f"settings: (a) REAL_TEXT_MODEL_TOKENS={sizes.safe_window} so that a "
         f"{sizes.safe_tokens // 1000}k session is SAFE; (b) REAL_TEXT_MODEL_TOKENS="
         f"{sizes.overflow_window}; other variables at their defaults, no condenser "
-        f"(as create_app builds it today)"
+        f"(counting, grading and truncation alone; bench_condensation.py measures condensation)"
     )
     describe("(a) session", safe_body, safe_settings, encoding)
     describe("(b) session", overflow_body, overflow_settings, encoding)
