@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     counter = build_counter(settings, metrics.record_token_cache if metrics else None)
     condenser = None
     if settings.enable_ai_condensation:
-        condenser = build_condenser(settings, counter, upstream, build_store(settings), metrics)
+        condenser = build_condenser(settings, upstream, build_store(settings), metrics)
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         upstream=upstream,

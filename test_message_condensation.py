@@ -221,7 +221,7 @@ def condense(settings: Settings, api_key: str, report: Report, full: bool) -> No
         read_timeout=settings.request_timeout,
         pool_size=settings.upstream_pool_size,
     )
-    condenser = build_condenser(settings, counter, upstream, MemoryStore())
+    condenser = build_condenser(settings, upstream, MemoryStore())
     manager = ContextManager(settings, counter, condenser)
     probe = parse_request(sample_session(settings.autotext_model, 0, lambda _: 0))
     route = manager.route(probe)

@@ -17,7 +17,6 @@ from upstream.routing import Route, choose_route
 
 if TYPE_CHECKING:
     from config import Settings
-    from tokens import TokenCounter
     from upstream.client import UpstreamClient
 
 __all__ = ["Condenser", "Record", "Store", "Summarizer", "View", "build_condenser", "build_store"]
@@ -25,7 +24,6 @@ __all__ = ["Condenser", "Record", "Store", "Summarizer", "View", "build_condense
 
 def build_condenser(
     settings: Settings,
-    counter: TokenCounter,
     upstream: UpstreamClient,
     store: Store,
     observer: Observer | None = None,
@@ -38,5 +36,5 @@ def build_condenser(
     def call(route: Route, request: c.Request, api_key: str, timeout: float) -> c.Response:
         return upstream.complete(route, request, api_key, None, timeout)
 
-    summarizer = Summarizer(settings, store, call, route_for, counter.count_text)
+    summarizer = Summarizer(settings, store, call, route_for)
     return Condenser(settings, store, summarizer, observer)

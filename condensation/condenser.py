@@ -214,7 +214,7 @@ class Condenser:
             summary = self._summarizer.summarize(strategy, span, previous, bound, api_key)
         except SummaryFailed as exc:
             logger.warning("CONDENSATION strategy=%s failed: %s", strategy.value, exc)
-            return None, 0
+            return None, exc.calls
         # (each call's summary was judged by the quality gate before it was stored)
         logger.info(
             "CONDENSATION strategy=%s messages=%d span_tokens=%d summary_calls=%d "
@@ -354,15 +354,51 @@ def _plan(
             break
     if best is None:
         return None
-    end, kept = best
-    # Messages a previous summary already covers are not summarised again (progressive); after
-    # placeholders (smart truncation) nothing is covered yet, so they are summarised now.
-    summarised = previous is not None and previous.strategy is not Strategy.SMART_TRUNCATION
-    already = set(range(previous.end)) - set(previous.kept) if summarised and previous else set()
-    span = tuple(i for i in range(end) if i not in kept and i not in already)
+    end, kept = _aligned(messages, best[0], tail, pins, previous, settings)
+    span = _span(end, kept, previous)
     if len(span) < settings.condensation_min_messages:
         return None
     return _SpanPlan(end, kept, span)
+
+
+def _span(end: int, kept: tuple[int, ...], previous: Record | None) -> tuple[int, ...]:
+    """What a summary ending at `end` must cover now: neither kept nor already summarised.
+
+    After placeholders (smart truncation) nothing is summarised yet, so it is all covered now.
+    """
+    summarised = previous is not None and previous.strategy is not Strategy.SMART_TRUNCATION
+    already = set(range(previous.end)) - set(previous.kept) if summarised and previous else set()
+    return tuple(i for i in range(end) if i not in kept and i not in already)
+
+
+def _aligned(
+    messages: list[c.Message],
+    end: int,
+    tail: int,
+    pins: tuple[int, ...],
+    previous: Record | None,
+    settings: Settings,
+) -> tuple[int, tuple[int, ...]]:
+    """The end moved on (never past the tail) until the span fills whole summary calls.
+
+    Chunks hold CONDENSATION_MAX_MESSAGES messages; a span of 26 would pay three calls for what
+    30 buys, so condensing a little further costs nothing and leaves more room before the next.
+    """
+    size = settings.condensation_max_messages
+    first = len(_span(end, _kept(pins, end), previous))
+    for later in range(end, tail + 1):
+        if later != tail and not _can_follow_summary(messages[later]):
+            continue
+        count = len(_span(later, _kept(pins, later), previous))
+        if count % size == 0:
+            return later, _kept(pins, later)
+        if count > first + size:
+            break
+    return end, _kept(pins, end)
+
+
+def _kept(pins: tuple[int, ...], end: int) -> tuple[int, ...]:
+    return tuple(i for i in pins if i < end)
 
 
 def _pins(

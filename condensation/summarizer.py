@@ -27,7 +27,9 @@ logger = logging.getLogger(__name__)
 MIN_SUMMARY_TOKENS = 256
 # A transcript beyond this is elided in the middle so a call's input always fits its window.
 MAX_CALL_CHARS_PER_WINDOW_TOKEN = 2
-CHUNK_WORKERS = 4
+# Chunk calls of all requests of a worker run on this many threads (one round covers a span
+# of CHUNK_WORKERS x CONDENSATION_MAX_MESSAGES messages).
+CHUNK_WORKERS = 8
 # A summary longer than this many characters per token of its bound is not within it.
 MAX_CHARS_PER_TOKEN = 6
 
@@ -36,6 +38,10 @@ Call = Callable[[Route, c.Request, str, float], c.Response]
 
 class SummaryFailed(Exception):
     """A summary call failed, timed out or answered nothing usable."""
+
+    def __init__(self, message: str, calls: int = 0) -> None:
+        super().__init__(message)
+        self.calls = calls  # upstream calls made before the failure (they cost all the same)
 
 
 @dataclass(frozen=True)
@@ -57,13 +63,11 @@ class Summarizer:
         store: Store,
         call: Call,
         route_for: Callable[[str], Route],
-        count_text: Callable[[str], int],
     ) -> None:
         self._settings = settings
         self._store = store
         self._call = call
         self._route = route_for(settings.condensation_model or settings.autotext_model)
-        self._count_text = count_text
         # Shared by every request of the worker: chunk calls run here, so one that is under
         # way finishes (and is cached) even if its request has gone.
         self._pool = ThreadPoolExecutor(CHUNK_WORKERS, thread_name_prefix="summary")
@@ -76,35 +80,33 @@ class Summarizer:
         max_tokens: int,
         api_key: str,
     ) -> Summary:
-        """One summary of `previous` plus `span`, at most `max_tokens`; raises SummaryFailed."""
+        """One summary of `previous` plus `span`, at most `max_tokens`; raises SummaryFailed.
+
+        The span's chunks are summarised side by side in one round of calls: the first chunk's
+        call also rewrites the previous summary (the rolling part), the others summarise their
+        chunk alone, and their bounds share `max_tokens`, so the parts joined stay within it
+        and no extra call is needed to fold them together.
+        """
         started = time.perf_counter()
         size = self._settings.condensation_max_messages
         chunks = [span[i : i + size] for i in range(0, len(span), size)]
-        rolling = strategy is Strategy.PROGRESSIVE_SUMMARIZATION
-        if len(chunks) == 1:
-            text, made = self._cached_call(
-                strategy, transcript(chunks[0]), previous, max_tokens, api_key
-            )
-            return Summary(text, int(made), int(not made), time.perf_counter() - started)
-        # Several chunks: summarised side by side, then folded together.
-        chunk_strategy = Strategy.CONVERSATION_SUMMARY if rolling else strategy
+        bounds = _shares(max_tokens, len(chunks), rolling=previous is not None)
+        made: list[bool] = []  # one entry per upstream call, failed ones included
         futures = [
             self._pool.submit(
-                self._cached_call, chunk_strategy, transcript(chunk), None, max_tokens, api_key
+                self._cached_call, strategy, transcript(chunk), previous if i == 0 else None,
+                bound, api_key, made,
             )
-            for chunk in chunks
-        ]
-        results = [f.result() for f in futures]  # a failed chunk fails the summary
-        calls = sum(made for _, made in results)
-        hits = len(results) - calls
-        parts = [text for text, _ in results]
-        joined = "\n\n".join(([previous] if previous else []) + parts)
-        if not rolling and self._count_text(joined) <= max_tokens:
-            return Summary(joined, calls, hits, time.perf_counter() - started)
-        text, made = self._cached_call(
-            Strategy.PROGRESSIVE_SUMMARIZATION, "\n\n".join(parts), previous, max_tokens, api_key
+            for i, (chunk, bound) in enumerate(zip(chunks, bounds, strict=True))
+        ]  # fmt: skip
+        try:
+            parts = [future.result() for future in futures]  # a failed chunk fails the summary
+        except SummaryFailed as exc:
+            raise SummaryFailed(str(exc), calls=len(made)) from None
+        calls = len(made)
+        return Summary(
+            "\n\n".join(parts), calls, len(chunks) - calls, time.perf_counter() - started
         )
-        return Summary(text, calls + made, hits + (not made), time.perf_counter() - started)
 
     def _cached_call(
         self,
@@ -113,14 +115,15 @@ class Summarizer:
         previous: str | None,
         max_tokens: int,
         api_key: str,
-    ) -> tuple[str, bool]:
-        """The summary for exactly this input, from the store or one upstream call: (text, made)."""
+        made: list[bool],
+    ) -> str:
+        """The summary for exactly this input, from the store or one upstream call (noted in
+        `made`)."""
         text = self._bounded(text)
         model = self._route.model
         key = stable_key(
             "summary", PROMPT_VERSION, strategy.value, model, previous or "", max_tokens, text
         )
-        made = []
 
         def compute() -> str:
             made.append(True)
@@ -130,7 +133,7 @@ class Summarizer:
         value, _ = single_flight(
             self._store, key, compute, ttl=ttl, wait=self._settings.condensation_timeout
         )
-        return str(value), bool(made)
+        return str(value)
 
     def _ask(
         self, strategy: Strategy, text: str, previous: str | None, max_tokens: int, api_key: str
@@ -165,6 +168,23 @@ class Summarizer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+def _shares(total: int, parts: int, rolling: bool) -> list[int]:
+    """Token bounds of `parts` side-by-side calls that together stay within `total`.
+
+    With a previous summary to carry (`rolling`), the first call gets half, as it rewrites
+    everything summarised so far; the others share the rest.
+
+    >>> _shares(2000, 1, True), _shares(2000, 4, True), _shares(2000, 4, False)
+    ([2000], [1000, 333, 333, 333], [500, 500, 500, 500])
+    """
+    if parts == 1:
+        return [total]
+    if not rolling:
+        return [max(MIN_SUMMARY_TOKENS, total // parts)] * parts
+    rest = max(MIN_SUMMARY_TOKENS, (total - total // 2) // (parts - 1))
+    return [total // 2] + [rest] * (parts - 1)
 
 
 def summary_budget(span_tokens: int, limit: int) -> int:

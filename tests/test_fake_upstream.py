@@ -1084,7 +1084,7 @@ def test_previous_summary_facts_come_first_and_are_kept(fake: FakeUpstream, endp
     text = reply_text(ask_summary(fake, endpoint, messages=[user(prompt)]), endpoint)
     order = [text.index(fact) for fact in ("docs/billing.md", "InvoiceLine", *PLANTED)]
     assert order == sorted(order)
-    assert "- Previous summary: docs/billing.md, InvoiceLine" in text
+    assert "Previous summary:\n- docs/billing.md\n- InvoiceLine" in text
 
 
 def test_summary_request_in_content_blocks_after_other_turns(fake: FakeUpstream) -> None:

@@ -83,7 +83,7 @@ def upstream() -> Upstream:
 
 
 @pytest.fixture
-def make(settings: Settings, counter: TokenCounter, upstream: Upstream) -> Callable[..., Condenser]:
+def make(settings: Settings, upstream: Upstream) -> Callable[..., Condenser]:
     def build(store: Store, **env: str) -> Condenser:
         local = (
             Settings.from_env({"REAL_TEXT_MODEL_TOKENS": str(WINDOW), **env}) if env else settings
@@ -92,7 +92,7 @@ def make(settings: Settings, counter: TokenCounter, upstream: Upstream) -> Calla
         def route_for(model: str) -> Route:
             return choose_route({"model": model, "messages": [], "max_tokens": 1}, local)
 
-        summarizer = Summarizer(local, store, upstream, route_for, counter.count_text)
+        summarizer = Summarizer(local, store, upstream, route_for)
         return Condenser(local, store, summarizer)
 
     return build

@@ -7,8 +7,13 @@ every fact it finds, the previous summary's first, then the conversation's, each
 appearance::
 
     Summary of the conversation so far:
-    - Previous summary: src/billing/invoice.py, compute_total_v2
-    - Facts: 4821, TypeError: unsupported operand, `pytest -q`
+    Previous summary:
+    - src/billing/invoice.py
+    - compute_total_v2
+    Facts:
+    - 4821
+    - TypeError: unsupported operand
+    - `pytest -q`
 
 The answer fits the request's ``max_tokens`` at 4 characters a token (no more than
 ``max_tokens * 4`` characters); facts that do not fit are dropped from the end. With a quality q
@@ -116,7 +121,7 @@ def find_facts(text: str) -> list[str]:
 
     offset = 0
     for line in text.splitlines(keepends=True):
-        stripped = line.strip()
+        stripped = line.strip().removeprefix("- ")  # a list item of an earlier summary
         if stripped.startswith("$ "):
             note(stripped[:LINE_LIMIT], offset)
         elif _ERROR_LINE.search(stripped):
@@ -155,7 +160,8 @@ def summarize(
     text = HEADER[:budget]
     for label, facts in (("Previous summary", earlier), ("Facts", later)):
         for k, fact in enumerate(facts):
-            piece = f"\n- {label}: {fact}" if k == 0 else f", {fact}"
+            # One fact a line, so a later summary reads each back whole (error lines included).
+            piece = (f"\n{label}:" if k == 0 else "") + f"\n- {fact}"
             if budget is not None and len(text) + len(piece) > budget:
                 return text  # the facts are kept in order: the first that does not fit ends it
             text += piece
