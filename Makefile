@@ -54,6 +54,7 @@ bench: $(STAMP_DEV)
 	$(BIN)/python benchmarks/bench_proxy.py
 	$(BIN)/python benchmarks/bench_tokens.py
 	$(BIN)/python benchmarks/bench_context.py
+	$(BIN)/python benchmarks/bench_condensation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
