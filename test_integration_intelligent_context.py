@@ -42,6 +42,8 @@ from typing import Any
 
 import requests
 
+from test_intelligent_context_management import agent_body
+
 Json = dict[str, Any]
 KEY_VARIABLES = ("PROXY_TEST_KEY", "ZAI_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 TIMEOUT = 300
@@ -103,20 +105,7 @@ def session_at(turn: int, turn_tokens: int, model: str) -> Json:
         )  # fmt: skip
         result = {"type": "tool_result", "tool_use_id": call_id, "content": filler(rng, size)}
         messages.append({"role": "user", "content": [result]})
-    return {
-        "model": model,
-        "max_tokens": MAX_TOKENS,
-        "system": "You are a careful coding agent working in the user's repository.",
-        "tools": [
-            {
-                "name": name,
-                "description": f"{name.replace('_', ' ')} in the repository",
-                "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
-            }
-            for name in TOOLS
-        ],
-        "messages": messages,
-    }
+    return agent_body(model, MAX_TOKENS, messages, TOOLS)
 
 
 # ---------------------------------------------------------------------------- running it

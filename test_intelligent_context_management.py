@@ -26,7 +26,7 @@ import json
 import math
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from config import Settings
@@ -127,25 +127,31 @@ def sized_chat(model: str, tokens: int, count: Count, count_text: Count) -> Json
     return chat(model, pasted)
 
 
+def agent_body(model: str, max_tokens: int, messages: list[Json], tools: Sequence[str]) -> Json:
+    """A Messages body of a coding agent: its system prompt, its tools, its `messages`."""
+    schema = {"type": "object", "properties": {"path": {"type": "string"}}}
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "system": "You are a careful coding agent working in the user's repository.",
+        "tools": [
+            {
+                "name": name,
+                "description": f"{name.replace('_', ' ')} in the repository",
+                "input_schema": schema,
+            }
+            for name in tools
+        ],  # fmt: skip
+        "messages": messages,
+    }
+
+
 def agent_session(model: str, tokens: int, count: Count) -> Json:
     """A coding-agent session of at least `tokens` tokens, ending in a turn of tool results."""
     rng = random.Random(7)
     task = "Task: make the upstream client retry on 429 and keep the public API unchanged."
     messages: list[Json] = [{"role": "user", "content": task}]
-    body = {
-        "model": model,
-        "max_tokens": AGENT_MAX_TOKENS,
-        "system": "You are a careful coding agent working in a Python repository.",
-        "tools": [
-            {
-                "name": name,
-                "description": f"{name.replace('_', ' ')} in the workspace",
-                "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
-            }
-            for name in TOOLS
-        ],
-        "messages": messages,
-    }
+    body = agent_body(model, AGENT_MAX_TOKENS, messages, TOOLS)
     call = 0
     while call % 5 or count(parse_request(body)) < tokens:
         assistant: list[Json] = [{"type": "text", "text": f"Step {call}: checking the code."}]

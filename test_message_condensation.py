@@ -42,6 +42,7 @@ from config import Settings, Strategy
 from context.manager import ContextManager
 from context.risk import budget_for
 from context.validation import validate_conversation
+from test_intelligent_context_management import agent_body
 from tokens import build_counter
 from upstream.anthropic_format import parse_request
 from upstream.client import UpstreamClient
@@ -105,20 +106,7 @@ def sample_session(model: str, tokens: int, count: Any) -> Json:
     results, with the facts planted in its first tool results."""
     rng = random.Random(4821)
     messages: list[Json] = [{"role": "user", "content": TASK}]
-    body: Json = {
-        "model": model,
-        "max_tokens": MAX_TOKENS,
-        "system": "You are a careful coding agent working in the user's repository.",
-        "tools": [
-            {
-                "name": name,
-                "description": f"{name.replace('_', ' ')} in the repository",
-                "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
-            }
-            for name in TOOLS
-        ],
-        "messages": messages,
-    }
+    body = agent_body(model, MAX_TOKENS, messages, TOOLS)
     turn = 0
     while turn < 2 * max(PLANTED) or count(body) < tokens:
         turn += 1
