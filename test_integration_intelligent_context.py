@@ -42,7 +42,7 @@ from typing import Any
 
 import requests
 
-from test_intelligent_context_management import agent_body
+from test_intelligent_context_management import Report, agent_body
 
 Json = dict[str, Any]
 KEY_VARIABLES = ("PROXY_TEST_KEY", "ZAI_API_KEY", "ANTHROPIC_AUTH_TOKEN")
@@ -109,18 +109,6 @@ def session_at(turn: int, turn_tokens: int, model: str) -> Json:
 
 
 # ---------------------------------------------------------------------------- running it
-
-
-class Report:
-    """Collects check results and prints them as they come."""
-
-    def __init__(self) -> None:
-        self.failures = 0
-
-    def check(self, ok: bool, what: str) -> bool:
-        self.failures += not ok
-        print(f"  [{'PASS' if ok else 'FAIL'}] {what}")
-        return ok
 
 
 @dataclass

@@ -42,7 +42,7 @@ from config import Settings, Strategy
 from context.manager import ContextManager
 from context.risk import budget_for
 from context.validation import validate_conversation
-from test_intelligent_context_management import agent_body
+from test_intelligent_context_management import Report, agent_body
 from tokens import build_counter
 from upstream.anthropic_format import parse_request
 from upstream.client import UpstreamClient
@@ -135,18 +135,6 @@ def sample_session(model: str, tokens: int, count: Any) -> Json:
 
 
 # ---------------------------------------------------------------------------- running it
-
-
-class Report:
-    """Collects check results and prints them as they come."""
-
-    def __init__(self) -> None:
-        self.failures = 0
-
-    def check(self, ok: bool, what: str) -> bool:
-        self.failures += not ok
-        print(f"  [{'PASS' if ok else 'FAIL'}] {what}")
-        return ok
 
 
 class Captured(logging.Handler):
