@@ -12,6 +12,7 @@ from api.errors import register_error_handlers
 from api.services import EXTENSION_KEY, Services
 from condensation import build_condenser, build_store
 from config import Settings
+from context.calibration import Calibration
 from context.manager import ContextManager
 from metrics import Metrics
 from tokens import build_counter
@@ -35,13 +36,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         pool_size=settings.upstream_pool_size,
     )
     counter = build_counter(settings, metrics.record_token_cache if metrics else None)
+    store = build_store(settings)  # summaries and corrections, shared by the host's workers
     condenser = None
     if settings.enable_ai_condensation:
-        condenser = build_condenser(settings, upstream, build_store(settings), metrics)
+        condenser = build_condenser(settings, upstream, store, metrics)
+    calibration = Calibration(store, settings.condensation_cache_ttl, counter.mode == "exact")
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         upstream=upstream,
-        context=ContextManager(settings, counter, condenser, observer=metrics),
+        context=ContextManager(settings, counter, condenser, metrics, calibration),
         metrics=metrics,
     )
     for blueprint in (health.bp, models.bp, completions.bp):

@@ -221,6 +221,8 @@ class Settings:
     # (in CACHE_DIR); redis://host:port/db = Redis, shared by every host.
     cache_url: str | None = env("CACHE_URL", "", _parse_optional, secret=True)
     cache_dir: str | None = env("CACHE_DIR", "", _parse_optional)
+    # Learn each conversation's true size from the upstream's usage (issue 10).
+    enable_usage_calibration: bool = env("ENABLE_USAGE_CALIBRATION", "true", _parse_bool)
     # Tokens kept free for the answer: input budget = window - min(max_tokens, this).
     output_reserve_tokens: int = env("OUTPUT_RESERVE_TOKENS", "8192", _positive_int)
     # Plain "drop the oldest turns until it fits" instead of keeping the task and shrinking.

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from api.services import Services
 from config import Settings, UsageReporting
@@ -40,9 +40,12 @@ class UpstreamCall:
         return self.services.settings.server_api_key or self.key
 
     def complete(self, prepared: Prepared) -> c.Response:
-        return self.services.upstream.complete(
+        response = self.services.upstream.complete(
             prepared.route, prepared.request, self.key, self.headers
         )
+        if true := input_tokens(response["usage"]):
+            self.services.context.learn(prepared, true)
+        return response
 
     def open_stream(self, prepared: Prepared) -> Iterator[c.StreamEvent]:
         return self.services.upstream.open_stream(
@@ -103,3 +106,9 @@ def usage_report(settings: Settings, prepared: Prepared) -> UsageReport:
     info = prepared.info
     added = info.tokens_saved if settings.usage_reporting is UsageReporting.CONVERSATION else 0
     return UsageReport(info.estimated_input_tokens, info.context_limit, info.scale_factor, added)
+
+
+def input_tokens(usage: dict[str, Any] | c.Usage) -> int:
+    """The whole input an upstream usage describes: fresh, cache-read and cache-written tokens."""
+    keys = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    return sum(v for k in keys if isinstance(v := usage.get(k), int) and not isinstance(v, bool))

@@ -13,11 +13,10 @@ from collections.abc import Iterable, Iterator
 
 from flask import Response
 
-from api.calls import UpstreamCall, usage_report
+from api.calls import UpstreamCall, input_tokens, usage_report
 from api.client_format import ClientFormat
 from api.keepalive import Background
-from config import Settings
-from context.manager import Prepared
+from context.manager import ContextManager, Prepared
 from errors import ProxyError
 from upstream import canonical as c
 
@@ -31,7 +30,7 @@ def stream_response(call: UpstreamCall, prepared: Prepared, client: ClientFormat
     model = prepared.route.requested_model
     if not prepared.pending_condensation:
         prepared, events = call.with_retry(prepared, call.open_stream)
-        body = _stream_body(call.services.settings, prepared, events, client, model)
+        body = _stream_body(call, prepared, events, client, model)
     else:
         body = _slow_stream_body(call, prepared, client, model)
     headers = SSE_HEADERS | prepared.info.headers()
@@ -39,16 +38,17 @@ def stream_response(call: UpstreamCall, prepared: Prepared, client: ClientFormat
 
 
 def _stream_body(
-    settings: Settings,
+    call: UpstreamCall,
     prepared: Prepared,
     events: Iterator[c.StreamEvent],
     client: ClientFormat,
     model: str,
 ) -> Iterator[bytes]:
     """Frames of an open upstream stream; the upstream is released however it ends."""
-    report = usage_report(settings, prepared)
+    report = usage_report(call.services.settings, prepared)
+    learned = _learning(events, call.services.context, prepared)
     try:
-        yield from client.render_stream(_with_info(report.events(events), prepared), model)
+        yield from client.render_stream(_with_info(report.events(learned), prepared), model)
     except Exception:  # the stream's boundary: nothing may end it without telling the client
         logger.exception("stream conversion failed")
         failure = c.error_event("the proxy could not convert the upstream stream")
@@ -82,7 +82,7 @@ def _slow_stream_body(
             failure = c.error_event("the proxy could not prepare the request")
             yield from client.render_stream(iter([failure]), model)
             return
-        yield from _stream_body(settings, finished, events, client, model)
+        yield from _stream_body(call, finished, events, client, model)
     finally:
         background.abandon()
 
@@ -126,3 +126,24 @@ def _with_info(events: Iterable[c.StreamEvent], prepared: Prepared) -> Iterator[
             yield event | {"context_info": info}
         else:
             yield event
+
+
+def _learning(
+    events: Iterable[c.StreamEvent], context: ContextManager, prepared: Prepared
+) -> Iterator[c.StreamEvent]:
+    """The events as they pass; at message_stop the upstream's input size is learned.
+
+    The final usage (message_delta) is believed first; message_start's only when it is not the
+    estimate the parser put in for an upstream that sent none.
+    """
+    start = final = 0
+    for event in events:
+        if event["type"] == "message_start":
+            start = input_tokens(event["message"]["usage"])
+        elif event["type"] == "message_delta":
+            final = input_tokens(event.get("usage") or {})
+        elif event["type"] == "message_stop":
+            true = final or (start if start != prepared.info.estimated_input_tokens else 0)
+            if true:
+                context.learn(prepared, true)
+        yield event

@@ -11,7 +11,6 @@ When the conversation grows past the trigger again, the next span is folded into
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 from condensation.store import Store, stable_key
 from condensation.summarizer import Summarizer, SummaryFailed, summary_budget
 from config import Settings, Strategy
+from context.digests import canonical_message, chain
 from context.risk import Action, Budget
 from context.truncation import last_human_message, protected_tail
 from tokens import MessageCounts
@@ -293,26 +293,12 @@ def summary_block(record: Record) -> c.TextBlock:
 
 def message_digests(messages: Sequence[c.Message]) -> tuple[str, ...]:
     """A running digest per message: digests[i] covers messages[0..i] (cache markers ignored)."""
-    running = hashlib.blake2b(digest_size=16)
-    out = []
-    for message in messages:
-        running.update(_canonical(message).encode())
-        out.append(running.copy().hexdigest())
-    return tuple(out)
-
-
-def _canonical(message: c.Message) -> str:
-    # Claude Code moves cache_control markers from turn to turn; they say nothing about content.
-    blocks = [
-        {k: v for k, v in b.items() if k != "cache_control"} if "cache_control" in b else b
-        for b in message["content"]
-    ]
-    return json.dumps([message["role"], blocks], separators=(",", ":"), ensure_ascii=False)
+    return chain((), messages)
 
 
 def _index_key(request: c.Request) -> str:
     messages = request["messages"]
-    return stable_key("condensation-index", _canonical(messages[0]) if messages else "")
+    return stable_key("condensation-index", canonical_message(messages[0]) if messages else "")
 
 
 def _record_key(digests: Sequence[str], end: int) -> str:

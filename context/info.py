@@ -16,6 +16,7 @@ class ContextInfo:
     utilization: float
     estimated_input_tokens: int  # the request as forwarded
     original_input_tokens: int  # the client's conversation as received
+    count_source: str  # calibrated (by the upstream's usage), estimate or exact
     context_limit: int  # the routed model's real window
     input_budget: int
     endpoint: str

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import cachetools
 
 from config import Settings, Strategy, UsageReporting
+from context.calibration import Calibration, Counted
 from context.info import ContextInfo
 from context.overflow import is_overflow, overflow_tokens
 from context.risk import (
@@ -120,6 +121,7 @@ class Prepared:
     budget: Budget
     info: ContextInfo
     pending_condensation: bool  # slow work still to run (after headers, for streams)
+    raw_estimate: int = 0  # the forwarded request's estimate before calibration
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,11 @@ class ContextManager:
         counter: TokenCounter,
         condenser: Condenser | None = None,
         observer: Observer | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.settings = settings
         self.counter = counter
+        self.calibration = calibration if settings.enable_usage_calibration else None
         self.condenser = condenser if settings.enable_ai_condensation else None
         self._observer = observer
         self._bands = Thresholds(
@@ -173,25 +177,31 @@ class ContextManager:
         started = time.perf_counter()
         count = self._count_for(route)
         original = count(request)
+        client_size = self._sized(request, original, route)
         view = self._effective(request)
         effective = view.request if view is not None else request
         counts = original if effective is request else count(effective)
+        size = client_size if effective is request else self._sized(effective, counts, route)
         budget = budget_for(
             route.window, request["max_tokens"], self.settings.output_reserve_tokens
         )
-        level = grade(budget.utilization(counts.total), self._bands)
+        level = grade(budget.utilization(size.tokens), self._bands)
         action = action_for(level)
         pending = self.condenser is not None and action in CONDENSING_ACTIONS
         fitted, cache_hit = (
-            (None, False) if pending else self._fit(effective, counts, budget, count)
+            (None, False)
+            if pending
+            else self._fit(effective, counts, _calibrated_budget(budget, size, counts), count)
         )
         forwarded, forwarded_counts = _chosen(effective, counts, fitted)
-        forwarded, max_tokens = self._fit_output(forwarded, forwarded_counts.total, route.window)
+        sent = size if forwarded is effective else self._sized(forwarded, forwarded_counts, route)
+        forwarded, max_tokens = self._fit_output(forwarded, sent.tokens, route.window)
         info = ContextInfo(
             risk_level=level,
-            utilization=budget.utilization(counts.total),
-            estimated_input_tokens=forwarded_counts.total,
-            original_input_tokens=original.total,
+            utilization=budget.utilization(size.tokens),
+            estimated_input_tokens=sent.tokens,
+            original_input_tokens=client_size.tokens,
+            count_source=sent.source,
             context_limit=route.window,
             input_budget=budget.input,
             endpoint=route.endpoint.value,
@@ -201,7 +211,7 @@ class ContextManager:
             condensation_strategy=view.strategy.value if view and view.strategy else None,
             messages_condensed=view.messages_condensed if view else 0,
             summary_calls=0,
-            tokens_saved=original.total - forwarded_counts.total,
+            tokens_saved=client_size.tokens - sent.tokens,
             truncated=fitted is not None,
             messages_removed=fitted.messages_removed if fitted else 0,
             blocks_shrunk=fitted.blocks_shrunk if fitted else 0,
@@ -212,7 +222,9 @@ class ContextManager:
             cache_hit=cache_hit or bool(view and view.cache_hit),
             scale_factor=scale,
         )
-        prepared = Prepared(route, forwarded, effective, counts, view, budget, info, pending)
+        prepared = Prepared(
+            route, forwarded, effective, counts, view, budget, info, pending, forwarded_counts.total
+        )
         if not pending:
             self._done(prepared)
         return prepared
@@ -262,6 +274,8 @@ class ContextManager:
         started = time.perf_counter()
         estimate = prepared.info.estimated_input_tokens
         stated = overflow_tokens(status, code, message)
+        if stated:  # the upstream said how big the request really was: a calibration point
+            self.learn(prepared, stated)
         ratio = stated / estimate if stated and stated > estimate else 1 / RETRY_SHRINK
         target = math.floor(min(prepared.budget.input, estimate) / ratio * RETRY_MARGIN)
         count = self._count_for(prepared.route)
@@ -283,19 +297,38 @@ class ContextManager:
         """What count_tokens reports: the managed size (forwarded mode) or the conversation's."""
         count = self._count_for(route)
         original = count(request)
+        client_size = self._sized(request, original, route)
         if self.settings.usage_reporting is UsageReporting.CONVERSATION:
-            return original.total
+            return client_size.tokens
         view = self._effective(request)
         effective = view.request if view is not None else request
         counts = original if effective is request else count(effective)
+        size = client_size if effective is request else self._sized(effective, counts, route)
         budget = budget_for(
             route.window, request["max_tokens"], self.settings.output_reserve_tokens
         )
         try:
-            fitted, _ = self._fit(effective, counts, budget, count)
+            fitted, _ = self._fit(
+                effective, counts, _calibrated_budget(budget, size, counts), count
+            )
         except PromptTooLongError:
-            return counts.total
-        return _chosen(effective, counts, fitted)[1].total
+            return size.tokens
+        if fitted is None:
+            return size.tokens
+        return self._sized(fitted.request, fitted.counts, route).tokens
+
+    def learn(self, prepared: Prepared, true_tokens: int) -> bool:
+        """Remember the true input size of what `prepared` forwarded (the upstream's usage)."""
+        if self.calibration is None:
+            return False
+        try:
+            return self.calibration.learn(
+                prepared.request, _head(prepared.request, prepared.route), prepared.raw_estimate,
+                true_tokens,
+            )  # fmt: skip
+        except Exception:  # learning is an improvement, never a reason to fail the answer
+            logger.exception("TOKEN calibration could not learn")
+            return False
 
     def stats(self) -> dict[str, Any]:
         """Analysis-cache figures, average prepare time and the switches in force, for /health."""
@@ -342,6 +375,17 @@ class ContextManager:
             return self.counter.count_messages(request, wire)  # type: ignore[arg-type]
 
         return count
+
+    def _sized(self, request: c.Request, counts: MessageCounts, route: Route) -> Counted:
+        """The request's size: the estimate, corrected by what the upstream said of its prefix."""
+        plain = Counted(counts.total, "exact" if self.counter.mode == "exact" else "estimate")
+        if self.calibration is None:
+            return plain
+        try:
+            return self.calibration.count(request, _head(request, route), counts.total)
+        except Exception:  # a broken store must not fail the request: use the estimate
+            logger.exception("TOKEN calibration lookup failed")
+            return plain
 
     def _effective(self, request: c.Request) -> CondensedView | None:
         if self.condenser is None:
@@ -412,19 +456,21 @@ class ContextManager:
         real/estimate ratio it implies), after an overflow answer."""
         window = prepared.route.window
         view = prepared.view
+        sent = self._sized(forwarded, counts, prepared.route)
         forwarded = forwarded | {"max_tokens": prepared.effective["max_tokens"]}
         forwarded, max_tokens = self._fit_output(
-            forwarded, math.ceil(counts.total * (inflate or 1.0)), window
+            forwarded, math.ceil(sent.tokens * (inflate or 1.0)), window
         )
         info = replace(
             prepared.info,
-            estimated_input_tokens=counts.total,
+            estimated_input_tokens=sent.tokens,
+            count_source=sent.source,
             condensation_applied=bool(view and view.messages_condensed),
             condensation_strategy=view.strategy.value if view and view.strategy else None,
             messages_condensed=view.messages_condensed if view else 0,
             summary_calls=view.summary_calls if view else 0,
             cache_hit=prepared.info.cache_hit or bool(view and view.cache_hit),
-            tokens_saved=prepared.info.original_input_tokens - counts.total,
+            tokens_saved=prepared.info.original_input_tokens - sent.tokens,
             truncated=fitted is not None,
             messages_removed=fitted.messages_removed if fitted else 0,
             blocks_shrunk=fitted.blocks_shrunk if fitted else 0,
@@ -434,7 +480,13 @@ class ContextManager:
             processing_time_ms=prepared.info.processing_time_ms
             + (time.perf_counter() - started) * 1000,
         )
-        done = replace(prepared, request=forwarded, info=info, pending_condensation=False)
+        done = replace(
+            prepared,
+            request=forwarded,
+            info=info,
+            pending_condensation=False,
+            raw_estimate=counts.total,
+        )
         self._done(done)
         return done
 
@@ -483,6 +535,21 @@ def content_digest(request: c.Request) -> bytes:
     for key in ("system", "tools", "messages"):
         digest.update(json.dumps(request.get(key), separators=(",", ":")).encode())
     return digest.digest()
+
+
+def _head(request: c.Request, route: Route) -> tuple[Any, ...]:
+    """What a request's true size depends on besides its messages."""
+    return (route.endpoint.value, route.model, request.get("system"), request.get("tools"))
+
+
+def _calibrated_budget(budget: Budget, size: Counted, counts: MessageCounts) -> Budget:
+    """The budget truncation works to: smaller by what calibration says the estimate misses."""
+    missed = size.tokens - counts.total
+    return (
+        budget
+        if missed <= 0
+        else Budget(budget.window, min(budget.window - 1, budget.reserve + missed))
+    )
 
 
 def _chosen(
