@@ -318,3 +318,41 @@ def test_decisions_show_in_metrics_and_health(settings_env: dict[str, str]) -> N
     assert health["analysis_cache"]["misses"] >= 1
     assert health["switches"]["simple_truncation"] is False
     assert health["switches"]["usage_reporting"] == "forwarded"
+
+
+# ---------------------------------------------------------------------------- calibration
+
+
+@responses.activate
+@pytest.mark.parametrize("shape", ["anthropic", "openai"])
+def test_usage_is_learned_and_corrects_the_next_turn(
+    settings_env: dict[str, str], shape: str
+) -> None:
+    from tests.api.test_chat_completions import CHAT_URL, OPENAI_REPLY
+    from upstream import anthropic_format
+
+    app = create_app(Settings.from_env(settings_env))
+    client = app.test_client()
+    context = app.extensions[EXTENSION_KEY].context
+    model = "glm-4.6" + ("-openai" if shape == "openai" else "")
+    ask = {"role": "user", "content": "Explain the retry policy " * 40}
+    first = {"model": model, "max_tokens": 50, "messages": [ask]}
+    estimate = context.counter.count_request(anthropic_format.parse_request(first), shape)
+    true = estimate + 37
+    if shape == "anthropic":  # Anthropic's input_tokens leave out what came from the cache
+        usage = {"input_tokens": true - 100, "cache_read_input_tokens": 100, "output_tokens": 3}
+        responses.post(MESSAGES_URL, json=ANTHROPIC_REPLY | {"usage": usage})
+    else:  # OpenAI's prompt_tokens include the cached ones
+        usage = {"prompt_tokens": true, "completion_tokens": 4,
+                 "prompt_tokens_details": {"cached_tokens": 100}}  # fmt: skip
+        responses.post(CHAT_URL, json=OPENAI_REPLY | {"usage": usage})
+    reply = client.post("/v1/messages", json=first, headers={"x-api-key": "sk"})
+    assert reply.get_json()["context_info"]["count_source"] == "estimate"
+    more = [{"role": "assistant", "content": "It backs off."}, {"role": "user", "content": "And?"}]
+    second = first | {"messages": [ask, *more]}
+    raw = context.counter.count_request(anthropic_format.parse_request(second), shape)
+    counted = client.post("/v1/messages/count_tokens", json=second, headers={"x-api-key": "sk"})
+    assert counted.get_json()["input_tokens"] == raw + 37  # count_tokens is calibrated too
+    reply = client.post("/v1/messages", json=second, headers={"x-api-key": "sk"})
+    info = reply.get_json()["context_info"]
+    assert info["count_source"] == "calibrated" and info["estimated_input_tokens"] == raw + 37

@@ -386,3 +386,22 @@ def test_whatever_prepare_forwards_fits_and_passes_the_fakes_rules(
     problems = anthropic_problems if route.endpoint is Endpoint.ANTHROPIC else openai_problems
     assert problems(wire) == []
     assert sent["messages"][-1] == request["messages"][-1] or prepared.info.blocks_shrunk
+
+
+def test_a_stated_overflow_count_calibrates_the_retry(make_manager: Make) -> None:
+    from condensation.store import MemoryStore
+    from context.calibration import Calibration
+
+    settings = make_manager(real_text_model_tokens=str(WINDOW)).settings
+    manager = ContextManager(
+        settings, make_manager().counter, calibration=Calibration(MemoryStore(), 60)
+    )
+    request = canonical(agent_session(40_000, seed=23))
+    first = manager.prepare(request, manager.route(request), 1.0)
+    stated = int(first.raw_estimate * 1.2)
+    message = f"Request {stated} input tokens exceeds the model's maximum context length {WINDOW}"
+    retry = manager.after_overflow(first, 400, "1210", message)
+    assert retry is not None
+    again = manager.prepare(request, manager.route(request), 1.0)  # the same request, resent
+    assert again.info.count_source == "calibrated"
+    assert again.info.estimated_input_tokens == again.raw_estimate + (stated - first.raw_estimate)
