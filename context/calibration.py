@@ -3,9 +3,10 @@
 After every answer the proxy knows exactly how many input tokens its forwarded request had. It
 keeps `correction = true − estimate` under the request's chain digest (model, system, tools,
 messages…) in the shared store. A later request that begins with a request whose size is known
-is counted as `estimate(whole) + correction(longest known prefix)`: only what was added since is
-estimated. Each conversation keeps an index of the prefix lengths it has corrections for, so a
-lookup reads one index and hashes the conversation once; nothing is encoded.
+is counted as `estimate(whole) + correction(longest known prefix)`, the correction grown in
+proportion to what was added since (a conversation's estimate errs the same way every turn).
+Each conversation keeps an index of the prefix lengths it has corrections for, so a lookup
+reads one index and hashes the conversation once; nothing is encoded.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Calibration:
             found = self._store.get(_record_key(digests[length - 1]))
             if isinstance(found, dict) and isinstance(found.get("correction"), int):
                 self._tally("hits")
-                return Counted(estimate + found["correction"], "calibrated", length)
+                return Counted(estimate + _scaled(found, estimate), "calibrated", length)
         return Counted(estimate, self._plain)
 
     def learn(self, request: c.Request, head: Sequence[Any], estimate: int, true: int) -> bool:
@@ -83,7 +84,8 @@ class Calibration:
         if not messages:
             return False
         digests = chain(head, messages)
-        self._store.set(_record_key(digests[-1]), {"correction": true - estimate}, self._ttl)
+        record = {"correction": true - estimate, "estimate": estimate}
+        self._store.set(_record_key(digests[-1]), record, self._ttl)
         index = _index_key(head, messages)
         known = [n for n in (self._store.get(index, fresh=True) or []) if isinstance(n, int)]
         lengths = sorted({*known, len(messages)})[-LENGTHS_PER_CONVERSATION:]
@@ -120,6 +122,18 @@ class Calibration:
     def _tally(self, name: str) -> None:
         with self._lock:
             self._stats[name] += 1
+
+
+def _scaled(record: dict[str, Any], estimate: int) -> int:
+    """The prefix's correction, grown with the request: what was added since is off the same way.
+
+    A conversation's estimate errs the same way turn after turn (its language, its code), so
+    the prefix's relative error is applied to the whole; with the prefix alone it is exact.
+    """
+    known = record.get("estimate")
+    if not isinstance(known, int) or known <= 0 or estimate <= known:
+        return int(record["correction"])
+    return round(record["correction"] * estimate / known)
 
 
 def _index_key(head: Sequence[Any], messages: Sequence[c.Message]) -> str:
