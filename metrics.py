@@ -57,6 +57,12 @@ class Metrics:
             ["risk_level"],
             registry=self.registry,
         )
+        self._count_sources = Counter(
+            PREFIX + "token_count_source",
+            "Forwarded sizes by where they came from: calibrated (by usage), estimate or exact.",
+            ["source"],
+            registry=self.registry,
+        )
         self._truncations = Counter(
             PREFIX + "context_truncations",
             "Requests truncated to fit the window (after condensation, or without it).",
@@ -115,6 +121,7 @@ class Metrics:
     def record_context(self, info: ContextInfo) -> None:
         """Count one context decision: its risk level and what it had to do."""
         self._risk.labels(risk_level=info.risk_level.value).inc()
+        self._count_sources.labels(source=info.count_source).inc()
         if info.truncated:
             self._truncations.inc()
             self._messages_removed.inc(info.messages_removed)

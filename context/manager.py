@@ -351,12 +351,14 @@ class ContextManager:
             if prepared
             else 0.0,
             "condensation": self.condenser.stats() if self.condenser is not None else None,
+            "calibration": self.calibration.stats() if self.calibration is not None else None,
             "switches": {
                 "ai_condensation": self.settings.enable_ai_condensation,
                 "condenser_present": self.condenser is not None,
                 "simple_truncation": self.settings.simple_truncation,
                 "usage_reporting": self.settings.usage_reporting.value,
                 "token_counting": self.counter.mode,
+                "usage_calibration": self.calibration is not None,
                 "thresholds": {
                     "caution": self._bands.caution,
                     "warning": self._bands.warning,
