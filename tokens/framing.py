@@ -35,17 +35,21 @@ ASSISTANT_TEXT_NEWLINE_TOKENS = 1
 # "<arg_key>" k "</arg_key>\n<arg_value>" v "</arg_value>\n": 6. String values are rendered raw,
 # other values as JSON (`tojson`), so they are counted that way too.
 TOOL_CALL_TOKENS = 4
+# Of those, the newline before "<tool_call>": counted with the text before it, when there is one.
+CALL_NEWLINE_TOKENS = 1
 TOOL_ARGUMENT_TOKENS = 6
 # "<|observation|>" opens a run of tool results: 1; each result is
 # "\n<tool_response>\n" … "\n</tool_response>": 5.
 OBSERVATION_TOKENS = 1
 TOOL_RESULT_TOKENS = 5
+# Of those, the newline before "</tool_response>": counted with the result's text instead.
+RESULT_NEWLINE_TOKENS = 1
+ERROR_PREFIX = "Error: "
 # With tools, a system block "# Tools … <tools>\n" + one JSON line per tool + "</tools> … the
-# XML call format": exactly 100 tokens plus each tool's JSON and its newline (1).
+# XML call format": exactly 100 tokens plus each tool's JSON line, counted with its newline.
 TOOLS_PREAMBLE_TOKENS = 100
-TOOL_DEFINITION_TOKENS = 1
-# Text ending in punctuation can merge with the template's next newline (".\n" is one token),
-# so these figures are upper bounds: a count errs by at most one token per message, upwards.
+# Text ending in punctuation merges with a newline after it (".\n" is one token), so texts the
+# template follows with a newline (tool results, tool lines) are counted together with it.
 
 Section = Literal["system", "messages", "tools"]
 # The upstream format a canonical request is forwarded in (upstream.routing.Endpoint values).
@@ -147,7 +151,7 @@ def layout_anthropic(request: Mapping[str, Any], wire: Wire = "anthropic") -> La
         elif message.get("role") == "assistant":
             _add_assistant_blocks(layout, message.get("content"), index > current, unsigned_as_text)
         else:
-            _add_user_blocks(layout, message.get("content"))
+            _add_user_blocks(layout, message.get("content"), wire)
     return layout
 
 
@@ -166,7 +170,7 @@ def _add_text_block(layout: Layout, section: Section, block: object) -> None:
     layout.add(section, block.get("text") if isinstance(block, dict) and _is_text(block) else block)
 
 
-def _add_user_blocks(layout: Layout, content: object) -> None:
+def _add_user_blocks(layout: Layout, content: object, wire: Wire = "anthropic") -> None:
     if not isinstance(content, list):
         layout.framing += USER_MESSAGE_TOKENS
         layout.add("messages", content)
@@ -176,11 +180,39 @@ def _add_user_blocks(layout: Layout, content: object) -> None:
     if results:
         layout.framing += OBSERVATION_TOKENS
     for block in results:
-        layout.framing += TOOL_RESULT_TOKENS
-        _add_parts(layout, block.get("content"))
+        layout.framing += TOOL_RESULT_TOKENS - RESULT_NEWLINE_TOKENS
+        # The OpenAI format marks a failed result in its text (upstream.blocks.tool_result_text).
+        failed = wire == "openai" and block.get("is_error")
+        _add_result(layout, block.get("content"), ERROR_PREFIX if failed else "")
     if others or not results:
         layout.framing += USER_MESSAGE_TOKENS
         _add_parts(layout, others)
+
+
+def _add_result(layout: Layout, content: object, prefix: str = "") -> None:
+    """A tool result's text with the newline the template puts after it, counted together.
+
+    A text ending in punctuation or spaces merges with that newline (".\n" is one token), so
+    counting them apart would over-count; text parts are joined with newlines, so each takes
+    its own.
+    """
+    if isinstance(content, str):
+        layout.add("messages", prefix + content + "\n")
+        return
+    if not isinstance(content, list) or not any(_is_text(b) for b in content):
+        layout.add("messages", prefix.strip())
+        layout.framing += RESULT_NEWLINE_TOKENS
+        _add_parts(layout, content)
+        return
+    for block in content:
+        if _is_text(block) and isinstance(block.get("text"), str):
+            layout.add("messages", prefix + block["text"] + "\n")
+            prefix = ""
+        else:
+            _add_parts(layout, [block])
+    if any(isinstance(b, MAPPINGS) and b.get("type") == "image" for b in content):
+        # The OpenAI format carries a result's images in a user message of their own.
+        layout.framing += USER_MESSAGE_TOKENS
 
 
 def _add_parts(layout: Layout, content: object) -> None:
@@ -208,12 +240,22 @@ def _add_assistant_blocks(
         layout.add("messages", content)
         return
     visible = False  # one pass: a warm recount walks every block of a long session
+    texts = layout.texts["messages"]
+    text_at: int | None = None  # where the text a tool call may follow sits in `texts`
     for block in content:
         kind = block.get("type") if isinstance(block, MAPPINGS) else None
         if kind == "text":
             text = block.get("text")
             visible = visible or _shows(text)
             layout.add("messages", text)
+            text_at = len(texts) - 1 if isinstance(text, str) and text else None
+        elif kind == "tool_use" and text_at is not None and text_at == len(texts) - 1:
+            # "text\n<tool_call>": the text (stripped by the template) meets the call's newline
+            # and may merge with it, so they are counted together.
+            texts[text_at] = texts[text_at].rstrip() + "\n"
+            layout.framing -= CALL_NEWLINE_TOKENS
+            text_at = None
+            _add_tool_call(layout, block.get("name"), block.get("input"))
         elif unsigned_as_text and _is_unsigned_thinking(block):
             visible = True
             layout.add("messages", UNSIGNED_REASONING_PREFIX + block["thinking"])
@@ -269,8 +311,9 @@ def _add_tools(layout: Layout, tools: list[object]) -> None:
         return
     layout.framing += TOOLS_PREAMBLE_TOKENS
     for tool in tools:
-        layout.framing += TOOL_DEFINITION_TOKENS
-        layout.add("tools", to_json(tool))
+        # Each JSON line ends in "}" and merges with its newline ("}\n" is one token): counted
+        # together, the line is exact.
+        layout.add("tools", to_json(tool) + "\n")
 
 
 def _is_unsigned_thinking(block: object) -> bool:

@@ -22,8 +22,8 @@ from upstream.client import WIRE_FORMATS
 from upstream.routing import Endpoint
 
 SEEDS = range(8)
-# The framing figures are upper bounds (text ending in punctuation may merge with the next
-# newline): at most one token per message over, plus a little per image moved between turns.
+# Where the rendering is z.ai's to choose (joined text blocks, images moved out of tool
+# results), the count may err upwards by this much.
 SLACK_PER_MESSAGE = 1
 SLACK_PER_IMAGE = 200
 
@@ -77,7 +77,13 @@ def test_exact_count_covers_what_the_wire_sends(
     request = session(seed, shape)
     real = truth(request, endpoint)
     counted = exact.count_request(request, endpoint.value)  # type: ignore[arg-type]
-    slack = SLACK_PER_MESSAGE * len(request["messages"]) + SLACK_PER_IMAGE * images_in(request) + 3
+    # Exact, but where the wire's rendering is z.ai's to choose: how it joins several text
+    # blocks of one turn (resent reasoning becomes one on the Anthropic format) and where the
+    # OpenAI format puts a tool result's images. There the count may only err upwards.
+    joined = shape == "openai" and endpoint is Endpoint.ANTHROPIC
+    if not joined and not images_in(request):
+        assert counted == real
+    slack = SLACK_PER_MESSAGE * len(request["messages"]) + SLACK_PER_IMAGE * images_in(request)
     assert 0 <= counted - real <= slack, (counted, real)
 
 
