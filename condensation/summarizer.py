@@ -25,8 +25,10 @@ from upstream.routing import Route
 logger = logging.getLogger(__name__)
 
 MIN_SUMMARY_TOKENS = 256
-# A transcript beyond this is elided in the middle so a call's input always fits its window.
-MAX_CALL_CHARS_PER_WINDOW_TOKEN = 2
+# A call's transcript is elided in the middle beyond one character per token of the window left
+# after the answer and the prompt: no text has more tokens than characters (random CJK comes
+# close), so the call always fits, in any language.
+PROMPT_OVERHEAD_TOKENS = 1000
 # Chunk calls of all requests of a worker run on this many threads (one round covers a span
 # of CHUNK_WORKERS x CONDENSATION_MAX_MESSAGES messages).
 CHUNK_WORKERS = 8
@@ -119,7 +121,7 @@ class Summarizer:
     ) -> str:
         """The summary for exactly this input, from the store or one upstream call (noted in
         `made`)."""
-        text = self._bounded(text)
+        text = self._bounded(text, max_tokens, previous)
         model = self._route.model
         key = stable_key(
             "summary", PROMPT_VERSION, strategy.value, model, previous or "", max_tokens, text
@@ -159,8 +161,9 @@ class Summarizer:
             )
         return summary
 
-    def _bounded(self, text: str) -> str:
-        limit = self._route.window * MAX_CALL_CHARS_PER_WINDOW_TOKEN
+    def _bounded(self, text: str, max_tokens: int, previous: str | None) -> str:
+        limit = self._route.window - max_tokens - PROMPT_OVERHEAD_TOKENS - len(previous or "")
+        limit = max(limit, 1000)
         if len(text) <= limit:
             return text
         half = limit // 2

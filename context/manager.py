@@ -122,6 +122,9 @@ class Prepared:
     info: ContextInfo
     pending_condensation: bool  # slow work still to run (after headers, for streams)
     raw_estimate: int = 0  # the forwarded request's estimate before calibration
+    # How much bigger than the estimate calibration found the conversation (>= 1), kept for
+    # what is cut or condensed from it.
+    short: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,12 @@ class ContextManager:
             else self._fit(effective, counts, _calibrated_budget(budget, size, counts), count)
         )
         forwarded, forwarded_counts = _chosen(effective, counts, fitted)
-        sent = size if forwarded is effective else self._sized(forwarded, forwarded_counts, route)
+        short = _shortfall(size, counts)
+        sent = (
+            size
+            if forwarded is effective
+            else self._sized(forwarded, forwarded_counts, route, short)
+        )
         forwarded, max_tokens = self._fit_output(forwarded, sent.tokens, route.window)
         info = ContextInfo(
             risk_level=level,
@@ -223,8 +231,9 @@ class ContextManager:
             scale_factor=scale,
         )
         prepared = Prepared(
-            route, forwarded, effective, counts, view, budget, info, pending, forwarded_counts.total
-        )
+            route, forwarded, effective, counts, view, budget, info, pending,
+            forwarded_counts.total, short,
+        )  # fmt: skip
         if not pending:
             self._done(prepared)
         return prepared
@@ -255,10 +264,18 @@ class ContextManager:
             view = condensed
         request = view.request if view is not None else prepared.effective
         counts = count(request) if condensed is not None else prepared.effective_counts
-        fitted, _ = self._fit(request, counts, prepared.budget, count)
+        size = self._sized(request, counts, prepared.route, prepared.short)
+        fitted, _ = self._fit(
+            request, counts, _calibrated_budget(prepared.budget, size, counts), count
+        )
         forwarded, forwarded_counts = _chosen(request, counts, fitted)
         return self._refit(
-            replace(prepared, view=view), forwarded, forwarded_counts, fitted, started
+            # what was condensed is what a retry after an overflow answer cuts from
+            replace(prepared, view=view, effective=request, effective_counts=counts),
+            forwarded,
+            forwarded_counts,
+            fitted,
+            started,
         )
 
     def after_overflow(
@@ -315,7 +332,7 @@ class ContextManager:
             return size.tokens
         if fitted is None:
             return size.tokens
-        return self._sized(fitted.request, fitted.counts, route).tokens
+        return self._sized(fitted.request, fitted.counts, route, _shortfall(size, counts)).tokens
 
     def learn(self, prepared: Prepared, true_tokens: int) -> bool:
         """Remember the true input size of what `prepared` forwarded (the upstream's usage)."""
@@ -378,16 +395,25 @@ class ContextManager:
 
         return count
 
-    def _sized(self, request: c.Request, counts: MessageCounts, route: Route) -> Counted:
-        """The request's size: the estimate, corrected by what the upstream said of its prefix."""
+    def _sized(
+        self, request: c.Request, counts: MessageCounts, route: Route, short: float = 1.0
+    ) -> Counted:
+        """The request's size: the estimate, corrected by what the upstream said of its prefix.
+
+        A request cut or condensed from a calibrated one matches no known prefix (its marker or
+        summary is new); `short`, how much bigger calibration found its source, still applies.
+        """
         plain = Counted(counts.total, "exact" if self.counter.mode == "exact" else "estimate")
+        if short > 1.0:
+            plain = Counted(math.ceil(counts.total * short), "calibrated")
         if self.calibration is None:
             return plain
         try:
-            return self.calibration.count(request, _head(request, route), counts.total)
+            found = self.calibration.count(request, _head(request, route), counts.total)
         except Exception:  # a broken store must not fail the request: use the estimate
             logger.exception("TOKEN calibration lookup failed")
             return plain
+        return found if found.source == "calibrated" else plain
 
     def _effective(self, request: c.Request) -> CondensedView | None:
         if self.condenser is None:
@@ -458,7 +484,7 @@ class ContextManager:
         real/estimate ratio it implies), after an overflow answer."""
         window = prepared.route.window
         view = prepared.view
-        sent = self._sized(forwarded, counts, prepared.route)
+        sent = self._sized(forwarded, counts, prepared.route, prepared.short)
         forwarded = forwarded | {"max_tokens": prepared.effective["max_tokens"]}
         forwarded, max_tokens = self._fit_output(
             forwarded, math.ceil(sent.tokens * (inflate or 1.0)), window
@@ -544,14 +570,22 @@ def _head(request: c.Request, route: Route) -> tuple[Any, ...]:
     return (route.endpoint.value, route.model, request.get("system"), request.get("tools"))
 
 
+def _shortfall(size: Counted, counts: MessageCounts) -> float:
+    """How much bigger than its estimate calibration found a conversation (1.0 if not)."""
+    return max(1.0, size.tokens / counts.total) if counts.total > 0 else 1.0
+
+
 def _calibrated_budget(budget: Budget, size: Counted, counts: MessageCounts) -> Budget:
-    """The budget truncation works to: smaller by what calibration says the estimate misses."""
-    missed = size.tokens - counts.total
-    return (
-        budget
-        if missed <= 0
-        else Budget(budget.window, min(budget.window - 1, budget.reserve + missed))
-    )
+    """The budget truncation works to, in estimated tokens: smaller where the estimate is short.
+
+    Truncation measures with the estimate; a conversation calibration found 10% bigger must be
+    cut to a tenth less of it.
+    """
+    short = _shortfall(size, counts)
+    if short <= 1.0:
+        return budget
+    estimated_input = math.floor(budget.input / short)
+    return Budget(budget.window, budget.window - max(1, estimated_input))
 
 
 def _chosen(

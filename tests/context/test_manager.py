@@ -405,3 +405,72 @@ def test_a_stated_overflow_count_calibrates_the_retry(make_manager: Make) -> Non
     again = manager.prepare(request, manager.route(request), 1.0)  # the same request, resent
     assert again.info.count_source == "calibrated"
     assert again.info.estimated_input_tokens == again.raw_estimate + (stated - first.raw_estimate)
+
+
+# ---------------------------------------------------------------------------- calibrated fitting
+
+
+def calibrated_manager(make_manager: Make, condenser: Any = None) -> ContextManager:
+    from condensation.store import MemoryStore
+    from context.calibration import Calibration
+
+    base = make_manager(real_text_model_tokens=str(WINDOW))
+    calibration = Calibration(MemoryStore(), 60)
+    return ContextManager(base.settings, base.counter, condenser, calibration=calibration)
+
+
+def learned_short(manager: ContextManager, seed: int) -> c.Request:
+    """A session whose first turn the upstream said was 30% bigger than estimated."""
+    request = canonical(agent_session(5_000, seed=seed))
+    first = manager.prepare(request, manager.route(request), 1.0)
+    assert not first.info.truncated
+    assert manager.learn(first, int(first.raw_estimate * 1.3))
+    more = canonical(agent_session(35_000, seed=seed + 1))["messages"][1:]
+    for message in more:  # ids of their own, so the pairs stay unique
+        for block in message["content"]:
+            for key in ("id", "tool_use_id"):
+                if key in block:
+                    block[key] = "later_" + block[key]  # type: ignore[literal-required]
+    return request | {"messages": request["messages"] + more}  # type: ignore[return-value]
+
+
+def test_what_is_cut_from_a_calibrated_conversation_keeps_its_correction(
+    make_manager: Make,
+) -> None:
+    manager = calibrated_manager(make_manager)
+    grown = learned_short(manager, seed=31)
+    prepared = manager.prepare(grown, manager.route(grown), 1.0)
+    info = prepared.info
+    assert info.truncated and info.count_source == "calibrated"
+    assert info.estimated_input_tokens > prepared.raw_estimate  # the correction came along
+    assert info.estimated_input_tokens + prepared.request["max_tokens"] <= WINDOW
+
+
+def test_a_failed_condensation_truncates_to_the_calibrated_budget(make_manager: Make) -> None:
+    manager = calibrated_manager(make_manager, SlowCondenser(fail=True))
+    grown = learned_short(manager, seed=37)
+    prepared = manager.prepare(grown, manager.route(grown), 1.0)
+    done = manager.finish(prepared, "sk")
+    assert done.info.truncated
+    assert done.info.estimated_input_tokens + done.request["max_tokens"] <= WINDOW
+
+
+def test_a_retry_after_condensation_cuts_the_condensed_conversation(make_manager: Make) -> None:
+    class KeepMore(SlowCondenser):
+        def condense(self, view: StandInView, *_: Any) -> StandInView | None:
+            request = view.request
+            summary = {"role": "user", "content": [{"type": "text", "text": "[condensed]"}]}
+            keep = request["messages"][-20:]  # starts with an assistant turn
+            condensed = request | {"messages": [summary, *keep]}
+            return StandInView(condensed, len(request["messages"]) - 20, False, 1)  # type: ignore[arg-type]
+
+    manager = make_manager(KeepMore(), real_text_model_tokens=str(WINDOW))
+    request = canonical(agent_session(40_000, seed=41))
+    done = manager.finish(manager.prepare(request, manager.route(request), 1.0), "sk")
+    assert done.info.condensation_applied
+    retry = manager.after_overflow(done, 400, "1261", "Prompt exceeds max length")
+    assert (
+        retry is not None and retry.info.estimated_input_tokens < done.info.estimated_input_tokens
+    )
+    first = retry.request["messages"][0]["content"]
+    assert any(b.get("text") == "[condensed]" for b in first)  # the summary survives the cut
