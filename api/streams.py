@@ -139,11 +139,14 @@ def _learning(
     start = final = 0
     for event in events:
         if event["type"] == "message_start":
-            start = input_tokens(event["message"]["usage"])
+            usage = event["message"]["usage"]
+            # 0 when the parser put our own estimate in for an upstream that sent none
+            given = usage.get("input_tokens") != prepared.info.estimated_input_tokens
+            start = input_tokens(usage) if given else 0
         elif event["type"] == "message_delta":
             final = input_tokens(event.get("usage") or {})
         elif event["type"] == "message_stop":
-            true = final or (start if start != prepared.info.estimated_input_tokens else 0)
+            true = final or start
             if true:
                 context.learn(prepared, true)
         yield event

@@ -178,7 +178,12 @@ class Condenser:
         self._tally(attempts=1)
         started = time.perf_counter()
         made = 0
-        for attempt in (strategy, *FALLBACKS[strategy]):
+        attempts = (strategy, *FALLBACKS[strategy])
+        if view.record is not None and view.record.summary:
+            # Placeholders would replace the summary in force, and what it kept would be lost:
+            # better to let truncation cut from the summarised conversation.
+            attempts = tuple(a for a in attempts if a is not Strategy.SMART_TRUNCATION) or attempts
+        for attempt in attempts:
             record, calls = self._attempt(attempt, plan, view, counts, api_key)
             made += calls
             if record is not None:

@@ -338,3 +338,18 @@ def test_a_summary_after_placeholders_covers_what_they_replaced(
     assert second is not None and second.strategy is Strategy.CONVERSATION_SUMMARY
     summary = c.text_of(second.request["messages"][0]["content"])
     assert all(fact in summary for fact in FACTS)  # planted before the placeholders, kept now
+
+
+def test_a_summary_in_force_is_never_replaced_by_placeholders(
+    make: Callable[..., Condenser], store: Store, counter: TokenCounter, upstream: Upstream
+) -> None:
+    request = session(int(WINDOW * 0.85))
+    condenser = make(store)
+    first = condensed(condenser, request, counter)
+    assert first.strategy is Strategy.CONVERSATION_SUMMARY
+    upstream.forgetful = True  # the next summaries all fail the gate
+    later = grow(request, 8)
+    view = condenser.effective(later)
+    again = condenser.condense(view, count_for(counter), budget(), Action.CONDENSATION_LIGHT, "k")
+    assert again is None  # truncation takes it from here, the summary still in place
+    assert c.text_of(view.request["messages"][0]["content"]).count("[Summary of") == 1
