@@ -16,7 +16,7 @@ from context.calibration import Calibration
 from context.manager import ContextManager
 from metrics import Metrics
 from tokens import build_counter
-from upstream.client import UpstreamClient
+from upstream.client import RetryPolicy, UpstreamClient
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -34,6 +34,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.request_timeout,
         pool_size=settings.upstream_pool_size,
+        retries=RetryPolicy(
+            settings.upstream_max_retries,
+            settings.upstream_retry_backoff,
+            settings.upstream_retry_max_wait,
+        ),
     )
     counter = build_counter(settings, metrics.record_token_cache if metrics else None)
     store = build_store(settings)  # summaries and corrections, shared by the host's workers

@@ -179,6 +179,12 @@ class Settings:
     # Pool at least as large as the thread count, or requests discards and reopens connections.
     upstream_pool_size: int = env("UPSTREAM_POOL_SIZE", "32", _positive_int)
     max_request_bytes: int = env("MAX_REQUEST_BYTES", str(32 * 1024 * 1024), _positive_int)
+    # Upstream answers meaning "later" (429, 503, 529) and failed connections, before any byte
+    # reached the client, are tried again this many times, after BACKOFF seconds (doubled each
+    # time) or the Retry-After they name, if it is at most MAX_WAIT.
+    upstream_max_retries: int = env("UPSTREAM_MAX_RETRIES", "2", _int)
+    upstream_retry_backoff: float = env("UPSTREAM_RETRY_BACKOFF", "0.5", _float)
+    upstream_retry_max_wait: float = env("UPSTREAM_RETRY_MAX_WAIT", "10", _float)
     # Chat-completions clients may omit max_tokens; z.ai's Anthropic format requires one.
     default_max_tokens: int = env("DEFAULT_MAX_TOKENS", "8192", _positive_int)
 

@@ -27,7 +27,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 ANTHROPIC_BASE = "http://upstream.test/api/anthropic"
 OPENAI_BASE = "http://upstream.test/api/coding/paas/v4"
-TEST_ENV = {"UPSTREAM_BASE": ANTHROPIC_BASE, "OPENAI_UPSTREAM_BASE": OPENAI_BASE}
+# Retries wait a hundredth of a second here, so tests of failing upstreams stay quick.
+TEST_ENV = {
+    "UPSTREAM_BASE": ANTHROPIC_BASE,
+    "OPENAI_UPSTREAM_BASE": OPENAI_BASE,
+    "UPSTREAM_RETRY_BACKOFF": "0.01",
+}
 # A real 1×1 PNG, base64: the image the conversion and vision-routing tests send.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 

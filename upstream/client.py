@@ -8,6 +8,7 @@ Once a stream has begun, failures become a canonical error event instead.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -73,9 +74,11 @@ class UpstreamClient:
         connect_timeout: float,
         read_timeout: float,
         pool_size: int,
+        retries: RetryPolicy | None = None,
     ) -> None:
         self._bases = {Endpoint.ANTHROPIC: anthropic_base, Endpoint.OPENAI: openai_base}
         self._timeout = (connect_timeout, read_timeout)
+        self._retries = retries or RetryPolicy(max_retries=0)
         self._session = requests.Session()
         # Pool as large as the worker's thread count: above it requests drops and reopens sockets.
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
@@ -148,21 +151,46 @@ class UpstreamClient:
         data = json_bytes(body)
         prepared = requests.PreparedRequest()
         prepared.prepare(method="POST", url=url, headers=headers, data=data)
-        try:
-            # session.send skips per-call environment and cookie merging (~0.2 ms a request).
-            limits = self._timeout if timeout is None else (self._timeout[0], timeout)
-            response = self._session.send(prepared, timeout=limits, stream=stream)
-        except requests.Timeout:
-            raise UpstreamTimeout("upstream did not answer in time") from None
-        except requests.RequestException as exc:
-            logger.warning("upstream unreachable: %s", type(exc).__name__)
-            raise UpstreamUnavailable("upstream is unreachable") from None
+        limits = self._timeout if timeout is None else (self._timeout[0], timeout)
+        deadline = time.monotonic() + limits[1]  # the request's time budget, retries included
+        attempt = 0
+        while True:
+            response, failure = self._send_once(prepared, limits, stream)
+            wait = self._retries.wait(attempt, response, failure, deadline - time.monotonic())
+            if wait is None:
+                break
+            if response is not None:
+                response.close()
+            attempt += 1
+            logger.info(
+                "upstream busy (%s); retry %d in %.2f s", _why(response, failure), attempt, wait
+            )
+            time.sleep(wait)
+        if failure is not None:
+            raise failure
+        assert response is not None
         if response.status_code >= 400:
             try:
                 raise status_error(response)
             finally:
                 response.close()
         return response
+
+    def _send_once(
+        self, prepared: requests.PreparedRequest, limits: tuple[float, float], stream: bool
+    ) -> tuple[requests.Response | None, ProxyError | None]:
+        """One attempt: the response, or the ProxyError its transport failure means."""
+        try:
+            # session.send skips per-call environment and cookie merging (~0.2 ms a request).
+            return self._session.send(prepared, timeout=limits, stream=stream), None
+        except requests.Timeout:
+            return None, UpstreamTimeout("upstream did not answer in time")
+        except requests.ConnectionError as exc:
+            logger.warning("upstream unreachable: %s", type(exc).__name__)
+            return None, UpstreamUnavailable("upstream is unreachable")
+        except requests.RequestException as exc:
+            logger.warning("upstream request failed: %s", type(exc).__name__)
+            return None, UpstreamUnavailable("upstream is unreachable")
 
     def _events(
         self, response: requests.Response, wire: WireFormat, input_estimate: int
@@ -194,6 +222,57 @@ def _drain(chunks: Iterator[bytes]) -> None:
             pass
     except Exception as exc:  # noqa: BLE001 - nothing after message_stop may reach the client
         logger.debug("upstream stream did not close cleanly after message_stop: %s", exc)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed upstream call is tried again: before any byte went to the client, only for
+    answers that mean "later" (429, 503, 529) or a connection that failed, within the budget.
+
+    >>> RetryPolicy(max_retries=2, backoff=0.5).wait(0, None, UpstreamUnavailable("x"), 30.0)
+    0.5
+    """
+
+    max_retries: int = 2
+    backoff: float = 0.5  # seconds before the first retry; doubled for each later one
+    max_wait: float = 10.0  # a longer Retry-After is passed on to the client instead
+
+    def wait(
+        self,
+        attempt: int,
+        response: requests.Response | None,
+        failure: ProxyError | None,
+        budget: float,
+    ) -> float | None:
+        """Seconds to wait before retrying, or None to stop here."""
+        if attempt >= self.max_retries:
+            return None
+        if failure is not None:
+            retryable = isinstance(failure, UpstreamUnavailable)  # a timeout used the budget
+            after = None
+        elif response is not None and response.status_code in RETRY_STATUSES:
+            retryable, after = True, _retry_after(response)
+        else:
+            return None
+        wait = self.backoff * 2**attempt if after is None else after
+        if not retryable or wait > self.max_wait or wait >= budget:
+            return None
+        return wait
+
+
+RETRY_STATUSES = frozenset({429, 503, 529})
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Retry-After in seconds (the delay form; an HTTP date is read as no hint)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def _why(response: requests.Response | None, failure: ProxyError | None) -> str:
+    return f"status {response.status_code}" if response is not None else type(failure).__name__
 
 
 def _json_answer(response: requests.Response) -> dict[str, Any]:

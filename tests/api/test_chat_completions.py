@@ -346,3 +346,59 @@ def test_proxy_keys_gate_and_server_key_goes_upstream(settings_env, presented, s
         if status == 200:
             assert mock.calls[0].request.headers["x-api-key"] == "server-secret"
         assert b"server-secret" not in reply.data
+
+
+# ---------------------------------------------------------------------------- retries
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [429, 503, 529])
+def test_a_later_answer_is_retried_before_anything_reaches_the_client(proxy, status) -> None:
+    responses.post(MESSAGES_URL, status=status, json={"error": {"message": "busy"}})
+    responses.post(MESSAGES_URL, json=ANTHROPIC_REPLY)
+    reply = proxy.chat(chat_body())
+    assert reply.status_code == 200 and len(responses.calls) == 2
+
+
+@responses.activate
+def test_retries_stop_after_the_limit_and_the_error_passes_through(proxy) -> None:
+    for _ in range(3):
+        responses.post(MESSAGES_URL, status=503, json={"error": {"message": "overloaded"}})
+    reply = proxy.chat(chat_body())
+    assert reply.status_code == 502 and "overloaded" in reply.get_json()["error"]["message"]
+    assert len(responses.calls) == 3  # the call and UPSTREAM_MAX_RETRIES=2 retries
+
+
+@responses.activate
+def test_a_retry_after_beyond_the_wait_limit_passes_through(proxy) -> None:
+    responses.post(MESSAGES_URL, status=429, json={"error": {"message": "slow"}},
+                   headers={"Retry-After": "60"})  # fmt: skip
+    reply = proxy.chat(chat_body())
+    assert reply.status_code == 429 and reply.headers["Retry-After"] == "60"
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_refused_connection_is_retried(proxy) -> None:
+    responses.post(MESSAGES_URL, body=requests.ConnectionError("reset"))
+    responses.post(MESSAGES_URL, json=ANTHROPIC_REPLY)
+    assert proxy.chat(chat_body()).status_code == 200 and len(responses.calls) == 2
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [400, 401, 500])
+def test_other_errors_are_never_repeated(proxy, status) -> None:
+    responses.post(MESSAGES_URL, status=status, json={"error": {"message": "no"}})
+    responses.post(MESSAGES_URL, json=ANTHROPIC_REPLY)
+    assert proxy.chat(chat_body()).status_code != 200 and len(responses.calls) == 1
+
+
+@responses.activate
+def test_no_retries_when_switched_off(settings_env) -> None:
+    responses.post(MESSAGES_URL, status=503, json={"error": {"message": "busy"}})
+    client = create_app(
+        Settings.from_env(settings_env | {"UPSTREAM_MAX_RETRIES": "0"})
+    ).test_client()
+    reply = client.post("/v1/chat/completions", json=chat_body(),
+                        headers={"Authorization": "Bearer k"})  # fmt: skip
+    assert reply.status_code == 502 and len(responses.calls) == 1

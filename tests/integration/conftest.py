@@ -41,6 +41,7 @@ def proxy_env(fake: FakeUpstream, **extra: str) -> dict[str, str]:
         "REQUEST_TIMEOUT": READ_TIMEOUT,
         "CONNECT_TIMEOUT": "2",
         "CACHE_DIR": tempfile.mkdtemp(prefix="proxy-store-"),
+        "UPSTREAM_RETRY_BACKOFF": "0.01",
         **extra,
     }
 

@@ -224,10 +224,11 @@ def test_models_and_health(server: Gunicorn, sdk: openai.OpenAI) -> None:
     ("fault", "options", "error", "status"),
     [
         ("http_error", {"status": 500}, openai.APIStatusError, 502),
-        ("http_error", {"status": 503}, openai.APIStatusError, 502),
-        ("rate_limit", {"retry_after": 7}, openai.RateLimitError, 429),
+        # "later" answers and dropped connections are retried twice before they pass through
+        ("http_error", {"status": 503, "count": 3}, openai.APIStatusError, 502),
+        ("rate_limit", {"retry_after": 7}, openai.RateLimitError, 429),  # past the time budget
         ("overflow", {}, openai.BadRequestError, 400),
-        ("disconnect", {}, openai.APIStatusError, 502),
+        ("disconnect", {"count": 3}, openai.APIStatusError, 502),
         ("timeout", {"seconds": 4}, openai.APIStatusError, 504),
     ],
 )
