@@ -179,6 +179,11 @@ class Settings:
     # Pool at least as large as the thread count, or requests discards and reopens connections.
     upstream_pool_size: int = env("UPSTREAM_POOL_SIZE", "32", _positive_int)
     max_request_bytes: int = env("MAX_REQUEST_BYTES", str(32 * 1024 * 1024), _positive_int)
+    # Limits of one request (each breach is a 4xx naming the variable).
+    max_messages: int = env("MAX_MESSAGES", "20000", _positive_int)
+    max_content_blocks: int = env("MAX_CONTENT_BLOCKS", "2000", _positive_int)
+    max_json_depth: int = env("MAX_JSON_DEPTH", "64", _positive_int)
+    max_image_bytes: int = env("MAX_IMAGE_BYTES", str(20 * 1024 * 1024), _positive_int)
     # Upstream answers meaning "later" (429, 503, 529) and failed connections, before any byte
     # reached the client, are tried again this many times, after BACKOFF seconds (doubled each
     # time) or the Retry-After they name, if it is at most MAX_WAIT.

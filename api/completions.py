@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import Any
 
 from flask import Blueprint, Response, request
 
@@ -17,8 +18,10 @@ from api.auth import upstream_key
 from api.body import read_json_body
 from api.calls import UpstreamCall, usage_report
 from api.client_format import ClientFormat
+from api.limits import check_limits
 from api.services import Services, get_services
 from api.streams import stream_response
+from config import Settings
 from context.scaling import scale_count, scale_factor
 from context.validation import validate_conversation
 from errors import BadRequest
@@ -36,7 +39,7 @@ def chat_completions() -> Response:
     services = get_services()
     settings = services.settings
     key = upstream_key(request.headers, settings)
-    body = read_json_body(settings.max_request_bytes)
+    body = _read_body(settings)
     canonical = openai_format.parse_request(body, settings.default_max_tokens)
     client = ClientFormat(
         openai_format.render_response,
@@ -51,7 +54,7 @@ def messages() -> Response:
     services = get_services()
     settings = services.settings
     key = upstream_key(request.headers, settings)
-    canonical = anthropic_format.parse_request(read_json_body(settings.max_request_bytes))
+    canonical = anthropic_format.parse_request(_read_body(settings))
     client = ClientFormat(
         anthropic_format.render_response,
         anthropic_format.render_stream,
@@ -65,7 +68,7 @@ def count_tokens() -> dict[str, int]:
     services = get_services()
     settings = services.settings
     upstream_key(request.headers, settings)
-    body = read_json_body(settings.max_request_bytes)
+    body = _read_body(settings)
     canonical = anthropic_format.parse_request(body, require_max_tokens=False)
     route = services.context.route(canonical)
     factor = scale_factor(settings.anthropic_expected_tokens, route.window)
@@ -73,6 +76,13 @@ def count_tokens() -> dict[str, int]:
     return {
         "input_tokens": scale_count(services.context.predict_input_tokens(canonical, route), factor)
     }
+
+
+def _read_body(settings: Settings) -> dict[str, Any]:
+    """The client's JSON body, within the size limit and the request limits (api/limits.py)."""
+    body = read_json_body(settings.max_request_bytes)
+    check_limits(body, settings)
+    return body
 
 
 def complete(services: Services, canonical: c.Request, client: ClientFormat, key: str) -> Response:

@@ -246,3 +246,90 @@ def test_upstream_stop_reason_of_the_wrong_type_is_502(proxy) -> None:
         ).status_code
         == 502
     )
+
+
+# ---------------------------------------------------------------------------- request limits
+
+
+def _nested(depth: int) -> object:
+    value: object = "deep"
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+LIMIT_ENV = {"MAX_MESSAGES": "5", "MAX_CONTENT_BLOCKS": "3", "MAX_JSON_DEPTH": "12",
+             "MAX_IMAGE_BYTES": "1000"}  # fmt: skip
+BIG_PNG = "A" * 2000  # 1,500 bytes once decoded
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "named"),
+    [
+        ({"messages": [{"role": "user", "content": "hi"}] * 7}, 400, "MAX_MESSAGES"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}] * 4}]},
+            400,
+            "MAX_CONTENT_BLOCKS",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "hi"}], "metadata": _nested(20)},
+            400,
+            "MAX_JSON_DEPTH",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "image",
+                                "source": {
+                                    "type": "base64",
+                                    "media_type": "image/png",
+                                    "data": BIG_PNG,
+                                },
+                            }
+                        ],
+                    }
+                ]
+            },
+            413,
+            "MAX_IMAGE_BYTES",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": "data:image/png;base64," + BIG_PNG},
+                            }
+                        ],
+                    }
+                ]
+            },
+            413,
+            "MAX_IMAGE_BYTES",
+        ),
+    ],
+    ids=["messages", "blocks", "depth", "image", "image_url"],
+)
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions"])
+def test_each_request_limit_is_a_4xx_naming_it(
+    settings_env: dict[str, str], body: dict, status: int, named: str, path: str
+) -> None:
+    from app import create_app
+    from config import Settings
+
+    client = create_app(Settings.from_env(settings_env | LIMIT_ENV)).test_client()
+    body = {"model": "glm-4.6", "max_tokens": 10} | body
+    reply = client.post(path, json=body, headers={"Authorization": "Bearer k"})
+    assert reply.status_code == status
+    error = reply.get_json()["error"]
+    assert named in error["message"]
+    assert ("type" in reply.get_json()) is (path == "/v1/messages")  # each client's own format
+    assert client.get("/health").status_code == 200  # the worker keeps serving
