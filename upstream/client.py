@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from errors import (
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_RETRY_AFTER = "5"
+STREAM_READ_BYTES = 64 * 1024
 # Headers a client may send that z.ai's Anthropic endpoint understands.
 FORWARDED_ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 
@@ -195,7 +197,7 @@ class UpstreamClient:
     def _events(
         self, response: requests.Response, wire: WireFormat, input_estimate: int
     ) -> Iterator[c.StreamEvent]:
-        chunks = response.iter_content(chunk_size=None)
+        chunks = _arriving(response)
         try:
             for event in wire.parse_stream(iter_sse(chunks), input_estimate):
                 yield event
@@ -213,6 +215,26 @@ class UpstreamClient:
             yield c.error_event("upstream stream carried invalid data")
         finally:
             response.close()
+
+
+def _arriving(response: requests.Response) -> Iterator[bytes]:
+    """The body's bytes as they arrive, framed or not.
+
+    `iter_content(None)` yields each chunk of a chunked body as it comes, but reads a body
+    without framing (HTTP/1.0 style, ended by closing the connection) to its end first; there
+    `read1` hands over whatever has arrived.
+    """
+    if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
+        yield from response.iter_content(chunk_size=None)
+        return
+    raw = response.raw
+    try:
+        while data := raw.read1(STREAM_READ_BYTES, decode_content=True):
+            yield data
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.ConnectionError(str(exc)) from None
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ReadTimeout(str(exc)) from None
 
 
 def _drain(chunks: Iterator[bytes]) -> None:

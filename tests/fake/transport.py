@@ -129,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _head(self, plan: Plan, framing: tuple[str, str]) -> bytes:
         lines = [f"HTTP/1.1 {plan.status} {HTTPStatus(plan.status).phrase}", "Server: fake-zai"]
         lines += [f"{name}: {value}" for name, value in (*plan.headers, framing)]
-        if self.close_connection:
+        if self.close_connection and framing[0] != "Connection":
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -161,7 +161,12 @@ class _Handler(BaseHTTPRequestHandler):
         delay = self.server.fake.event_delay if delay is None else delay
         # A drop always leaves out the final events (message_stop / finish chunk and [DONE]).
         end = min(fault.after, len(frames) - 2) if fault and kind == "stream_drop" else len(frames)
-        self.wfile.write(self._head(plan, ("Transfer-Encoding", "chunked")))
+        if self.server.fake.close_delimited:
+            # HTTP/1.0 style: no framing, the stream ends when the connection closes.
+            self.close_connection = True
+            self.wfile.write(self._head(plan, ("Connection", "close")))
+        else:
+            self.wfile.write(self._head(plan, ("Transfer-Encoding", "chunked")))
         start = 0
         if fault is not None and kind == "hold":
             # Held before the final event at the latest, so a held stream is visibly unfinished.
@@ -170,17 +175,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write_frames(frames[:start], 0, delay)
                 self._wait_for_release(fault)
         self._write_frames(frames[start:end], start, delay)
-        if end < len(frames):
+        if end < len(frames) or self.server.fake.close_delimited:
             self.close_connection = True
             return
         self.wfile.write(b"0\r\n\r\n")
 
     def _write_frames(self, frames: list[bytes], first: int, delay: float) -> None:
         """Write frames as chunks, `delay` apart (none before the stream's very first frame)."""
+        raw = self.server.fake.close_delimited
         for index, frame in enumerate(frames, start=first):
             if delay and index:
                 self._pause(delay)
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            self.wfile.write(frame if raw else b"%x\r\n%s\r\n" % (len(frame), frame))
+            self.wfile.flush()
 
     def _wait_for_release(self, fault: Fault) -> None:
         fault.gate.wait(fault.seconds)

@@ -79,6 +79,8 @@ class FakeUpstream:
         self.chunk_chars = chunk_chars
         self.event_delay = event_delay
         self.check_signatures = check_signatures
+        # Streams without chunked framing, ended by closing the connection (HTTP/1.0 style).
+        self.close_delimited = False
         self.summary_quality = summary_quality
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified when a stream is aborted

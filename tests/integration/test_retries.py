@@ -49,3 +49,25 @@ def test_a_stream_that_failed_after_content_is_not_retried(
     events = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith(b"data: ")]
     assert events[-1]["type"] == "error"  # the client hears it; nothing is repeated
     assert len(fake.requests) == 1
+
+
+def test_a_close_delimited_upstream_stream_reaches_the_client_event_by_event(
+    server: Gunicorn, fake: FakeUpstream
+) -> None:
+    """Lockstep, not timing: the upstream holds its stream open before the last event; the
+    client must already have the earlier events while it waits."""
+    fake.close_delimited = True
+    try:
+        fake.fail_next("hold", after=3, seconds=10)
+        fake.script("an answer held before its end")
+        with requests.post(server.url + "/v1/messages", json=ASK | {"stream": True},
+                           headers=KEY, timeout=10, stream=True) as reply:  # fmt: skip
+            lines = reply.iter_lines()
+            first = [next(lines) for _ in range(6)]  # three events: event line, data line each
+            assert b"message_start" in b"".join(first)
+            assert fake.held == 1  # the upstream has not finished: these came as they arrived
+            fake.release()
+            rest = list(lines)
+        assert b"message_stop" in b"".join(rest)
+    finally:
+        fake.close_delimited = False
