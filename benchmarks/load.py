@@ -1,0 +1,326 @@
+"""Sustained streaming load: N concurrent clients through gunicorn, against a paced fake z.ai.
+
+Starts tests/fake_upstream.py in its own process with realistic pacing and the proxy under
+gunicorn (gthread, the project's gunicorn.conf.py), then runs the same client load twice:
+  direct: N clients POST /v1/messages (stream) straight to the fake's Anthropic endpoint;
+  proxy:  the same N clients, same body, POSTed to the proxy's /v1/messages.
+Each client is a thread in this process (not the server's) with one persistent connection; it
+loops: send, read the whole stream, repeat until --seconds are up (the last stream finishes).
+
+Pacing: the fake's `event_delay=0.1` gives 10 events/s. The fake has no "first event delay",
+so a `hold` fault (after=0, seconds=0.3, a huge count) stands in for it: the fake sends the
+response head at once, then waits 0.3 s before the first SSE event. The echoed prompt is long
+enough that a reply is about 55 events, i.e. a stream lasts about 5.7 s.
+
+Reported: streams completed, errors (non-200, no message_stop, exceptions), time to first body
+byte p50/p99 for both runs and what the proxy adds, proxy CPU seconds per stream (gunicorn
+master + workers, /proc) and the peak summed VmRSS of the gunicorn processes (sampled every
+0.5 s). Targets: 0 errors, added TTFB p99 <= 50 ms, peak RSS <= 400 MB.
+
+    .venv/bin/python benchmarks/load.py [--streams 200] [--seconds 60] [--workers N]
+                                        [--threads N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.integration.servers import Gunicorn  # noqa: E402
+
+KEY = "sk-load"
+FIRST_EVENT_SECONDS = 0.3
+EVENT_DELAY = 0.1
+PROMPT = (
+    "Please repeat this paragraph back to me so that the reply streams for a few seconds. "
+    "The quick brown fox jumps over the lazy dog while the five boxing wizards jump quickly, "
+    "and a wizard's job is to vex chumps quickly in fog. Pack my box with five dozen liquor "
+    "jugs, then sphinx of black quartz, judge my vow, as the sun sets over the quiet harbour."
+)
+BODY = {
+    "model": "glm-4.6",
+    "max_tokens": 512,
+    "stream": True,
+    "messages": [{"role": "user", "content": [{"type": "text", "text": PROMPT}]}],
+}
+TARGET_ADDED_P99_MS = 50.0
+TARGET_RSS_MB = 400.0
+
+
+@dataclass
+class Tally:
+    """What one run of clients saw, merged across threads under a lock."""
+
+    completed: int = 0
+    ttfb_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ok(self, ttfb: float) -> None:
+        with self.lock:
+            self.completed += 1
+            self.ttfb_ms.append(ttfb)
+
+    def error(self, kind: str) -> None:
+        with self.lock:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def client(url: str, when: dict[str, float], start: threading.Barrier, tally: Tally) -> None:
+    """One streaming client: POST, read the whole stream, repeat until when["deadline"]."""
+    parts = urlsplit(url)
+    headers = {"Content-Type": "application/json", "x-api-key": KEY}
+    data = json.dumps(BODY).encode()
+    conn: http.client.HTTPConnection | None = None
+    start.wait()
+    deadline = when["deadline"]  # set before the barrier let this thread through
+    while time.monotonic() < deadline:
+        if conn is None:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=300)
+        try:
+            began = time.perf_counter_ns()
+            conn.request("POST", parts.path, body=data, headers=headers)
+            response = conn.getresponse()
+            first = response.read1(1)
+            ttfb = (time.perf_counter_ns() - began) / 1e6
+            rest = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            tally.error(f"exception {type(exc).__name__}")
+            conn.close()
+            conn = None
+            time.sleep(0.1)
+            continue
+        if response.status != 200:
+            tally.error(f"status {response.status}")
+        elif b"event: message_stop" not in first + rest:
+            tally.error("no message_stop")
+        else:
+            tally.ok(ttfb)
+        if response.will_close:
+            conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+
+
+def run_clients(url: str, streams: int, seconds: float) -> tuple[Tally, float]:
+    """Run `streams` clients for `seconds`; the tally and the wall time until the last ended."""
+    tally = Tally()
+    barrier = threading.Barrier(streams + 1)
+    when: dict[str, float] = {}
+    threads = [
+        threading.Thread(target=client, args=(url, when, barrier, tally), daemon=True)
+        for _ in range(streams)
+    ]
+    for thread in threads:
+        thread.start()
+    began = time.monotonic()
+    when["deadline"] = began + seconds
+    barrier.wait()  # every client starts together, after the deadline is set
+    for thread in threads:
+        thread.join()
+    return tally, time.monotonic() - began
+
+
+# ---------------------------------------------------------------------------- gunicorn /proc
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmRSS:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+class RssSampler:
+    """Samples the summed VmRSS of a process and its children every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak_kb = 0
+        self.processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.interval):
+                return
+
+    def sample(self) -> int:
+        pids = [self.pid, *_children(self.pid)]
+        total = sum(_rss_kb(pid) for pid in pids)
+        self.peak_kb = max(self.peak_kb, total)
+        self.processes = max(self.processes, len(pids))
+        return total
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def gunicorn_pid(server: Gunicorn) -> int:
+    """The gunicorn master's pid."""
+    process = server._process  # the helper keeps it private; the benchmark needs the pid
+    assert process is not None
+    return process.pid
+
+
+def shipped(name: str) -> int:
+    """The default gunicorn.conf.py gives `name` (WEB_CONCURRENCY, GUNICORN_THREADS)."""
+    text = (REPO_ROOT / "gunicorn.conf.py").read_text()
+    match = re.search(rf'"{name}",\s*"(\d+)"', text)
+    if match is None:
+        raise RuntimeError(f"gunicorn.conf.py has no default for {name}")
+    return int(match.group(1))
+
+
+# ---------------------------------------------------------------------------- fake z.ai
+
+
+def start_fake() -> tuple[subprocess.Popen[bytes], str]:
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "tests" / "fake_upstream.py"),
+        "--port",
+        "0",
+        "--event-delay",
+        str(EVENT_DELAY),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
+    base = process.stdout.readline().decode().strip()
+    # The first event ~300 ms late: hold every stream before its first event for that long.
+    fault = {"kind": "hold", "after": 0, "seconds": FIRST_EVENT_SECONDS, "count": 10**9}
+    request = urllib.request.Request(
+        base + "/_fake/fault",
+        data=json.dumps(fault).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+    return process, base
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def describe(name: str, tally: Tally, wall: float) -> None:
+    p50, p99 = percentile(tally.ttfb_ms, 50), percentile(tally.ttfb_ms, 99)
+    errors = ", ".join(f"{k}: {v}" for k, v in sorted(tally.errors.items())) or "none"
+    print(
+        f"{name:<7} streams completed {tally.completed:6d} in {wall:5.1f} s | errors"
+        f" {tally.error_count} ({errors}) | TTFB p50 {p50:8.1f} ms  p99 {p99:8.1f} ms"
+    )
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=200, help="concurrent streaming clients")
+    parser.add_argument("--seconds", type=float, default=60.0, help="per run (direct, proxy)")
+    parser.add_argument("--workers", type=int, help="default: what gunicorn.conf.py ships")
+    parser.add_argument("--threads", type=int, help="default: what gunicorn.conf.py ships")
+    parser.add_argument("--quick", action="store_true", help="20 streams x 10 s")
+    args = parser.parse_args()
+    if args.quick:
+        args.streams, args.seconds = 20, 10.0
+    workers = args.workers if args.workers is not None else shipped("WEB_CONCURRENCY")
+    threads = args.threads if args.threads is not None else shipped("GUNICORN_THREADS")
+    fake, base = start_fake()
+    try:
+        env = {
+            "UPSTREAM_BASE": base + "/api/anthropic",
+            "OPENAI_UPSTREAM_BASE": base + "/api/coding/paas/v4",
+        }
+        for name in ("UPSTREAM_POOL_SIZE",):  # the server's own knobs, passed through
+            if name in os.environ:
+                env[name] = os.environ[name]
+        with Gunicorn(env, workers=workers, threads=threads) as server:
+            pid = gunicorn_pid(server)
+            print(
+                f"load: {args.streams} concurrent streams x {args.seconds:g} s per run;"
+                f" gunicorn gthread workers={workers} threads={threads}"
+                f" UPSTREAM_POOL_SIZE={env.get('UPSTREAM_POOL_SIZE', 'default')};"
+                f" fake: first event after {FIRST_EVENT_SECONDS * 1000:.0f} ms (hold fault),"
+                f" then {1 / EVENT_DELAY:.0f} events/s; {os.cpu_count()} CPUs"
+            )
+            direct_url = base + "/api/anthropic/v1/messages"
+            proxy_url = server.url + "/v1/messages"
+            # Warm-up: one stream each, so imports and pools are not in the figures.
+            run_clients(direct_url, 2, 0.1)
+            run_clients(proxy_url, 2, 0.1)
+            direct, direct_wall = run_clients(direct_url, args.streams, args.seconds)
+            with RssSampler(pid) as rss:
+                cpu_before = server.cpu_seconds()
+                proxy, proxy_wall = run_clients(proxy_url, args.streams, args.seconds)
+                cpu = server.cpu_seconds() - cpu_before
+            describe("direct", direct, direct_wall)
+            describe("proxy", proxy, proxy_wall)
+            added50 = percentile(proxy.ttfb_ms, 50) - percentile(direct.ttfb_ms, 50)
+            added99 = percentile(proxy.ttfb_ms, 99) - percentile(direct.ttfb_ms, 99)
+            per_stream = cpu / proxy.completed if proxy.completed else float("nan")
+            rss_mb = rss.peak_kb / 1024
+            print(f"added TTFB p50 {added50:+.1f} ms  p99 {added99:+.1f} ms")
+            print(
+                f"proxy CPU {cpu:.2f} s total, {per_stream * 1000:.1f} ms per stream"
+                " (gunicorn master + workers)"
+            )
+            print(f"peak RSS {rss_mb:.1f} MB over {rss.processes} gunicorn processes")
+            errors = direct.error_count + proxy.error_count
+            print(f"target 0 errors: {verdict(proxy.error_count == 0)} ({errors} in all)")
+            print(
+                f"target added TTFB p99 <= {TARGET_ADDED_P99_MS:.0f} ms:"
+                f" {verdict(added99 <= TARGET_ADDED_P99_MS)}"
+            )
+            print(f"target RSS <= {TARGET_RSS_MB:.0f} MB: {verdict(rss_mb <= TARGET_RSS_MB)}")
+    finally:
+        fake.terminate()
+        fake.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
