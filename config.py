@@ -177,7 +177,7 @@ class Settings:
     request_timeout: float = env("REQUEST_TIMEOUT", "300", _seconds)
     connect_timeout: float = env("CONNECT_TIMEOUT", "10", _seconds)
     # Pool at least as large as the thread count, or requests discards and reopens connections.
-    upstream_pool_size: int = env("UPSTREAM_POOL_SIZE", "32", _positive_int)
+    upstream_pool_size: int = env("UPSTREAM_POOL_SIZE", "128", _positive_int)
     max_request_bytes: int = env("MAX_REQUEST_BYTES", str(32 * 1024 * 1024), _positive_int)
     # Limits of one request (each breach is a 4xx naming the variable).
     max_messages: int = env("MAX_MESSAGES", "20000", _positive_int)

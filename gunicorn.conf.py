@@ -21,12 +21,14 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
 
 # --- concurrency
 # gthread: each worker serves many requests in threads, which suits a proxy that spends its time
-# waiting on the upstream. Streams hold a thread for their whole length, so threads, not
-# workers, bound the number of concurrent conversations. UPSTREAM_POOL_SIZE (default 32) should
-# stay >= threads so every thread keeps a pooled upstream connection.
+# waiting on the upstream. Streams hold a thread for their whole length (minutes, while GLM
+# thinks), so threads x workers bound the concurrent streams: 2 x 128 serves 200 with room to
+# spare, as connections never split exactly evenly between workers (benchmarks/load.py: 2 x 16
+# queued 200 streams for 16 s at the median; 2 x 100 left a tail of one stream's length).
+# UPSTREAM_POOL_SIZE (default 128) should stay >= threads, one pooled upstream connection each.
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+threads = int(os.environ.get("GUNICORN_THREADS", "128"))
 
 # --- timeouts
 # In gthread the worker's main loop keeps heartbeating while threads stream, so `timeout` only
