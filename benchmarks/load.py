@@ -140,31 +140,14 @@ def run_clients(url: str, streams: int, seconds: float) -> tuple[Tally, float]:
     return tally, time.monotonic() - began
 
 
-# ---------------------------------------------------------------------------- gunicorn /proc
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(child) for child in text.split()]
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(r"^VmRSS:\s+(\d+)\s+kB", text, re.MULTILINE)
-    return int(match.group(1)) if match else 0
+# ---------------------------------------------------------------------------- gunicorn memory
 
 
 class RssSampler:
-    """Samples the summed VmRSS of a process and its children every `interval` seconds."""
+    """Samples the summed VmRSS of gunicorn's master and workers every `interval` seconds."""
 
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
-        self.pid, self.interval = pid, interval
+    def __init__(self, server: Gunicorn, interval: float = 0.5) -> None:
+        self.server, self.interval = server, interval
         self.peak_kb = 0
         self.processes = 0
         self._stop = threading.Event()
@@ -177,10 +160,9 @@ class RssSampler:
                 return
 
     def sample(self) -> int:
-        pids = [self.pid, *_children(self.pid)]
-        total = sum(_rss_kb(pid) for pid in pids)
+        total = self.server.rss_kb()
         self.peak_kb = max(self.peak_kb, total)
-        self.processes = max(self.processes, len(pids))
+        self.processes = max(self.processes, len(self.server.pids()))
         return total
 
     def __enter__(self) -> RssSampler:
@@ -190,13 +172,6 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def gunicorn_pid(server: Gunicorn) -> int:
-    """The gunicorn master's pid."""
-    process = server._process  # the helper keeps it private; the benchmark needs the pid
-    assert process is not None
-    return process.pid
 
 
 def shipped(name: str) -> int:
@@ -280,7 +255,6 @@ def main() -> None:
             if name in os.environ:
                 env[name] = os.environ[name]
         with Gunicorn(env, workers=workers, threads=threads) as server:
-            pid = gunicorn_pid(server)
             print(
                 f"load: {args.streams} concurrent streams x {args.seconds:g} s per run;"
                 f" gunicorn gthread workers={workers} threads={threads}"
@@ -294,7 +268,7 @@ def main() -> None:
             run_clients(direct_url, 2, 0.1)
             run_clients(proxy_url, 2, 0.1)
             direct, direct_wall = run_clients(direct_url, args.streams, args.seconds)
-            with RssSampler(pid) as rss:
+            with RssSampler(server) as rss:
                 cpu_before = server.cpu_seconds()
                 proxy, proxy_wall = run_clients(proxy_url, args.streams, args.seconds)
                 cpu = server.cpu_seconds() - cpu_before

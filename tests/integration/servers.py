@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -97,12 +98,19 @@ class Gunicorn:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def pids(self) -> list[int]:
+        """The master's pid and its workers' (Linux /proc; none before start)."""
+        if self._process is None:
+            return []
+        return [self._process.pid, *_children(self._process.pid)]
+
     def cpu_seconds(self) -> float:
         """CPU time used so far by the master and its workers (Linux /proc; 0.0 elsewhere)."""
-        if self._process is None:
-            return 0.0
-        pids = [self._process.pid, *_children(self._process.pid)]
-        return sum(_process_cpu(pid) for pid in pids)
+        return sum(_process_cpu(pid) for pid in self.pids())
+
+    def rss_kb(self) -> int:
+        """Resident memory of the master and its workers together, in kB (Linux /proc)."""
+        return sum(_rss_kb(pid) for pid in self.pids())
 
 
 def _children(pid: int) -> list[int]:
@@ -111,6 +119,15 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(child) for child in text.split()]
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmRSS:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
 
 
 def _process_cpu(pid: int) -> float:
