@@ -42,7 +42,8 @@ from typing import Any
 
 import requests
 
-from test_intelligent_context_management import Report, agent_body
+from test_intelligent_context_management import Report, agent_body, tool_round
+from test_intelligent_context_management import filler as shared_filler
 
 Json = dict[str, Any]
 KEY_VARIABLES = ("PROXY_TEST_KEY", "ZAI_API_KEY", "ANTHROPIC_AUTH_TOKEN")
@@ -74,9 +75,7 @@ TOOLS = ("read_file", "grep", "run_tests", "edit_file")
 
 
 def filler(rng: random.Random, tokens: int) -> str:
-    if rng.random() < 0.5:
-        return "\n".join(rng.choice(CODE) for _ in range(max(1, tokens // 9)))
-    return " ".join(rng.choice(WORDS) for _ in range(max(1, int(tokens * 0.8))))
+    return shared_filler(rng, tokens, WORDS, CODE)
 
 
 def session_at(turn: int, turn_tokens: int, model: str) -> Json:
@@ -93,18 +92,7 @@ def session_at(turn: int, turn_tokens: int, model: str) -> Json:
         call_id = f"toolu_check_{k:04d}"
         name = TOOLS[k % len(TOOLS)]
         size = int(turn_tokens * rng.uniform(0.6, 1.4))
-        messages.append(
-            {
-                "role": "assistant",
-                "content": [
-                    {"type": "text", "text": f"Step {k}: {name.replace('_', ' ')}."},
-                    {"type": "tool_use", "id": call_id, "name": name,
-                     "input": {"path": f"src/server/part_{k}.py"}},
-                ],
-            }
-        )  # fmt: skip
-        result = {"type": "tool_result", "tool_use_id": call_id, "content": filler(rng, size)}
-        messages.append({"role": "user", "content": [result]})
+        messages += tool_round(k, name, call_id, f"src/server/part_{k}.py", filler(rng, size))
     return agent_body(model, MAX_TOKENS, messages, TOOLS)
 
 

@@ -127,6 +127,21 @@ def sized_chat(model: str, tokens: int, count: Count, count_text: Count) -> Json
     return chat(model, pasted)
 
 
+def tool_round(step: int, name: str, call_id: str, path: str, output: str) -> list[Json]:
+    """An assistant turn calling `name` on `path`, and the user turn holding its result."""
+    said = {"type": "text", "text": f"Step {step}: {name.replace('_', ' ')}."}
+    call = {"type": "tool_use", "id": call_id, "name": name, "input": {"path": path}}
+    result = {"type": "tool_result", "tool_use_id": call_id, "content": output}
+    return [{"role": "assistant", "content": [said, call]}, {"role": "user", "content": [result]}]
+
+
+def filler(rng: random.Random, tokens: int, words: Sequence[str], code: Sequence[str]) -> str:
+    """About `tokens` tokens of prose from `words` or, half the time, lines from `code`."""
+    if rng.random() < 0.5:
+        return "\n".join(rng.choice(code) for _ in range(max(1, tokens // 9)))
+    return " ".join(rng.choice(words) for _ in range(max(1, int(tokens * 0.8))))
+
+
 def agent_body(model: str, max_tokens: int, messages: list[Json], tools: Sequence[str]) -> Json:
     """A Messages body of a coding agent: its system prompt, its tools, its `messages`."""
     schema = {"type": "object", "properties": {"path": {"type": "string"}}}

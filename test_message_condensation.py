@@ -42,7 +42,8 @@ from config import Settings, Strategy
 from context.manager import ContextManager
 from context.risk import budget_for
 from context.validation import validate_conversation
-from test_intelligent_context_management import Report, agent_body
+from test_intelligent_context_management import Report, agent_body, tool_round
+from test_intelligent_context_management import filler as shared_filler
 from tokens import build_counter
 from upstream.anthropic_format import parse_request
 from upstream.client import UpstreamClient
@@ -96,9 +97,7 @@ TOOLS = ("read_file", "grep", "run_tests")
 
 
 def filler(rng: random.Random, tokens: int) -> str:
-    if rng.random() < 0.5:
-        return "\n".join(rng.choice(CODE) for _ in range(max(1, tokens // 9)))
-    return " ".join(rng.choice(WORDS) for _ in range(max(1, int(tokens * 0.8))))
+    return shared_filler(rng, tokens, WORDS, CODE)
 
 
 def sample_session(model: str, tokens: int, count: Any) -> Json:
@@ -115,22 +114,7 @@ def sample_session(model: str, tokens: int, count: Any) -> Json:
         text = filler(rng, rng.choice((300, 800, 1500, 2500)))
         if turn in PLANTED:
             text = PLANTED[turn] + "\n" + text
-        messages.append(
-            {
-                "role": "assistant",
-                "content": [
-                    {"type": "text", "text": f"Step {turn}: {name.replace('_', ' ')}."},
-                    {"type": "tool_use", "id": call_id, "name": name,
-                     "input": {"path": f"src/payments/part_{turn}.py"}},
-                ],
-            }
-        )  # fmt: skip
-        messages.append(
-            {
-                "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": call_id, "content": text}],
-            }
-        )
+        messages += tool_round(turn, name, call_id, f"src/payments/part_{turn}.py", text)
     return body
 
 
