@@ -399,6 +399,17 @@ def assert_truncated_to_fit(sent: Any, answer: Any, endpoint: str, model: str, w
     check_headers(answer)
 
 
+def answered(
+    label: str, clients: Clients, fake: FakeUpstream, api: str, stream: bool, session: Session
+) -> tuple[Any, Any]:
+    """Send `session` through one client API; its answer and the one request the fake got."""
+    fake.script(REPLY)
+    answer = ask(clients, api, stream, session)
+    sent = only_request(fake)
+    show(f"{label}, {api} {'stream' if stream else 'create'}", sent, answer.info)
+    return answer, sent
+
+
 # ---------------------------------------------------------------------------- 1. text overflow
 
 
@@ -407,10 +418,7 @@ def assert_truncated_to_fit(sent: Any, answer: Any, endpoint: str, model: str, w
 def test_session_over_the_window_is_truncated_to_fit_and_answered(
     clients: Clients, fake: FakeUpstream, long_session: Session, api: str, stream: bool
 ) -> None:
-    fake.script(REPLY)
-    answer = ask(clients, api, stream, long_session)
-    sent = only_request(fake)
-    show(f"long session, {api} {'stream' if stream else 'create'}", sent, answer.info)
+    answer, sent = answered("long session", clients, fake, api, stream, long_session)
 
     assert_truncated_to_fit(sent, answer, "anthropic", "glm-4.6", TEXT_WINDOW)
     assert answer.info["original_input_tokens"] > answer.info["input_budget"]
@@ -424,10 +432,7 @@ def test_session_over_the_window_is_truncated_to_fit_and_answered(
 def test_image_turn_over_the_vision_window_is_truncated_to_fit_and_answered(
     clients: Clients, fake: FakeUpstream, vision_session: Session, api: str, stream: bool
 ) -> None:
-    fake.script(REPLY)
-    answer = ask(clients, api, stream, vision_session)
-    sent = only_request(fake)
-    show(f"vision session, {api} {'stream' if stream else 'create'}", sent, answer.info)
+    answer, sent = answered("vision session", clients, fake, api, stream, vision_session)
 
     assert_truncated_to_fit(sent, answer, "openai", "glm-4.6v", VISION_WINDOW)
     last_user = next(m for m in reversed(sent.body["messages"]) if m["role"] == "user")
