@@ -128,6 +128,18 @@ class Prepared:
 
 
 @dataclass(frozen=True)
+class _Measured:
+    """What `prepare` and `predict_input_tokens` both start from."""
+
+    client_size: Counted  # the client's conversation
+    view: CondensedView | None
+    effective: c.Request  # with recorded condensations put back
+    counts: MessageCounts  # of `effective`
+    size: Counted  # of `effective`, calibrated
+    budget: Budget
+
+
+@dataclass(frozen=True)
 class _Analysis:
     """A cached decision: a digest of the request it was made for and the cut it made.
 
@@ -179,15 +191,9 @@ class ContextManager:
         """
         started = time.perf_counter()
         count = self._count_for(route)
-        original = count(request)
-        client_size = self._sized(request, original, route)
-        view = self._effective(request)
-        effective = view.request if view is not None else request
-        counts = original if effective is request else count(effective)
-        size = client_size if effective is request else self._sized(effective, counts, route)
-        budget = budget_for(
-            route.window, request["max_tokens"], self.settings.output_reserve_tokens
-        )
+        m = self._measure(request, route, count)
+        view, effective, counts, size, budget = m.view, m.effective, m.counts, m.size, m.budget
+        client_size = m.client_size
         level = grade(budget.utilization(size.tokens), self._bands)
         action = action_for(level)
         pending = self.condenser is not None and action in CONDENSING_ACTIONS
@@ -294,7 +300,10 @@ class ContextManager:
         if stated:  # the upstream said how big the request really was: a calibration point
             self.learn(prepared, stated)
         ratio = stated / estimate if stated and stated > estimate else 1 / RETRY_SHRINK
-        target = math.floor(min(prepared.budget.input, estimate) / ratio * RETRY_MARGIN)
+        # truncation measures with the estimate: a calibrated shortfall shrinks the target too
+        target = math.floor(
+            min(prepared.budget.input, estimate) / ratio * RETRY_MARGIN / prepared.short
+        )
         count = self._count_for(prepared.route)
         try:
             fitted = truncate(
@@ -306,33 +315,26 @@ class ContextManager:
             )
         except PromptTooLong:
             return None
-        if fitted.counts.total >= estimate:
+        if fitted.counts.total >= prepared.raw_estimate:
             return None
         return self._refit(prepared, fitted.request, fitted.counts, fitted, started, ratio)
 
     def predict_input_tokens(self, request: c.Request, route: Route) -> int:
         """What count_tokens reports: the managed size (forwarded mode) or the conversation's."""
         count = self._count_for(route)
-        original = count(request)
-        client_size = self._sized(request, original, route)
+        m = self._measure(request, route, count)
         if self.settings.usage_reporting is UsageReporting.CONVERSATION:
-            return client_size.tokens
-        view = self._effective(request)
-        effective = view.request if view is not None else request
-        counts = original if effective is request else count(effective)
-        size = client_size if effective is request else self._sized(effective, counts, route)
-        budget = budget_for(
-            route.window, request["max_tokens"], self.settings.output_reserve_tokens
-        )
+            return m.client_size.tokens
         try:
             fitted, _ = self._fit(
-                effective, counts, _calibrated_budget(budget, size, counts), count
+                m.effective, m.counts, _calibrated_budget(m.budget, m.size, m.counts), count
             )
         except PromptTooLongError:
-            return size.tokens
+            return m.size.tokens
         if fitted is None:
-            return size.tokens
-        return self._sized(fitted.request, fitted.counts, route, _shortfall(size, counts)).tokens
+            return m.size.tokens
+        short = _shortfall(m.size, m.counts)
+        return self._sized(fitted.request, fitted.counts, route, short).tokens
 
     def learn(self, prepared: Prepared, true_tokens: int) -> bool:
         """Remember the true input size of what `prepared` forwarded (the upstream's usage)."""
@@ -394,6 +396,21 @@ class ContextManager:
             return self.counter.count_messages(request, wire)  # type: ignore[arg-type]
 
         return count
+
+    def _measure(
+        self, request: c.Request, route: Route, count: Callable[[c.Request], MessageCounts]
+    ) -> _Measured:
+        """The client's conversation and the effective one, counted and sized, and the budget."""
+        original = count(request)
+        client_size = self._sized(request, original, route)
+        view = self._effective(request)
+        effective = view.request if view is not None else request
+        counts = original if effective is request else count(effective)
+        size = client_size if effective is request else self._sized(effective, counts, route)
+        budget = budget_for(
+            route.window, request["max_tokens"], self.settings.output_reserve_tokens
+        )
+        return _Measured(client_size, view, effective, counts, size, budget)
 
     def _sized(
         self, request: c.Request, counts: MessageCounts, route: Route, short: float = 1.0
