@@ -187,11 +187,8 @@ class UpstreamClient:
             return self._session.send(prepared, timeout=limits, stream=stream), None
         except requests.Timeout:
             return None, UpstreamTimeout("upstream did not answer in time")
-        except requests.ConnectionError as exc:
-            logger.warning("upstream unreachable: %s", type(exc).__name__)
-            return None, UpstreamUnavailable("upstream is unreachable")
         except requests.RequestException as exc:
-            logger.warning("upstream request failed: %s", type(exc).__name__)
+            logger.warning("upstream unreachable: %s", type(exc).__name__)
             return None, UpstreamUnavailable("upstream is unreachable")
 
     def _events(
