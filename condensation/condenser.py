@@ -25,7 +25,7 @@ from condensation.summarizer import Summarizer, SummaryFailed, summary_budget
 from config import Settings, Strategy
 from context.digests import canonical_message, chain
 from context.risk import Action, Budget
-from context.truncation import last_human_message, protected_tail
+from context.truncation import can_start, protected_pins, protected_tail
 from tokens import MessageCounts
 from upstream import canonical as c
 from upstream.blocks import merge_roles
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 SUMMARY_HEADER = "[Summary of {n} earlier messages, written by the proxy's context management]"
 # Planning assumes the summary takes this much of its bound, plus the header's tokens.
 SUMMARY_OVERHEAD_TOKENS = 40
-TASK_SHARE = 0.10
 # A condensation ends at most at this share of the WARNING threshold, whatever the targets say.
 HYSTERESIS = 0.8
 RECORDS_PER_CONVERSATION = 32
@@ -330,15 +329,15 @@ def _plan(
 ) -> _SpanPlan | None:
     """Where the condensed prefix should end to bring the conversation near `target` tokens."""
     tail = protected_tail(messages)
-    pins = _pins(messages, counts, budget, tail)
+    pins = protected_pins(messages, counts, budget.input, tail)
     start = previous.end if previous else 0
     suffix = list(reversed(list(accumulate(reversed(counts.messages), initial=0))))
     summary_cost = settings.condensation_max_summary_tokens + SUMMARY_OVERHEAD_TOKENS
     best = None
     for end in range(start + 1, tail + 1):
-        if not _can_follow_summary(messages[end]) and end != tail:
+        if not can_start(messages[end]) and end != tail:
             continue
-        kept = tuple(i for i in pins if i < end)
+        kept = _kept(pins, end)
         cost = counts.fixed + sum(counts.messages[i] for i in kept) + summary_cost + suffix[end]
         best = end, kept
         if cost <= target:
@@ -378,7 +377,7 @@ def _aligned(
     size = settings.condensation_max_messages
     first = len(_span(end, _kept(pins, end), previous))
     for later in range(end, tail + 1):
-        if later != tail and not _can_follow_summary(messages[later]):
+        if later != tail and not can_start(messages[later]):
             continue
         count = len(_span(later, _kept(pins, later), previous))
         if count % size == 0:
@@ -390,24 +389,3 @@ def _aligned(
 
 def _kept(pins: tuple[int, ...], end: int) -> tuple[int, ...]:
     return tuple(i for i in pins if i < end)
-
-
-def _pins(
-    messages: list[c.Message], counts: MessageCounts, budget: Budget, tail: int
-) -> tuple[int, ...]:
-    pins: set[int] = set()
-    if counts.messages and counts.messages[0] < TASK_SHARE * budget.input:
-        pins.add(0)
-    human = last_human_message(messages)
-    if 0 <= human < tail:
-        pins.add(human)
-        if human > 0 and any(b["type"] == "tool_result" for b in messages[human]["content"]):
-            pins.add(human - 1)
-    return tuple(sorted(pins))
-
-
-def _can_follow_summary(message: c.Message) -> bool:
-    """The first message after a summary: an assistant turn, or a user turn answering nothing."""
-    return message["role"] == "assistant" or not any(
-        b["type"] == "tool_result" for b in message["content"]
-    )

@@ -123,8 +123,8 @@ class _Plan:
         cls, messages: list[c.Message], counts: MessageCounts, budget: int, simple: bool
     ) -> _Plan:
         tail = protected_tail(messages)
-        pins = () if simple else _pins(messages, counts, budget, tail)
-        cuts = tuple(k for k in range(1, tail + 1) if k == tail or _can_start(messages[k]))
+        pins = () if simple else protected_pins(messages, counts, budget, tail)
+        cuts = tuple(k for k in range(1, tail + 1) if k == tail or can_start(messages[k]))
         suffix = list(reversed(list(accumulate(reversed(counts.messages), initial=0))))
         before = list(accumulate((counts.messages[i] if i in pins else 0 for i in range(tail + 1)),
                                  initial=0))  # fmt: skip
@@ -162,9 +162,11 @@ def last_human_message(messages: Sequence[c.Message]) -> int:
     return _last_index(messages, _is_human)
 
 
-def _pins(
+def protected_pins(
     messages: list[c.Message], counts: MessageCounts, budget: int, tail: int
 ) -> tuple[int, ...]:
+    """Messages before the protected tail that are kept all the same: the task while it is
+    under TASK_SHARE of `budget`, and the user's last own words (with the call they answer)."""
     pins: set[int] = set()
     if counts.messages and counts.messages[0] < TASK_SHARE * budget and 0 < tail:
         pins.add(0)
@@ -176,7 +178,7 @@ def _pins(
     return tuple(sorted(pins))
 
 
-def _can_start(message: c.Message) -> bool:
+def can_start(message: c.Message) -> bool:
     """A kept suffix may start here: an assistant turn, or a user turn that answers nothing."""
     return message["role"] == "assistant" or not _has_results(message)
 
