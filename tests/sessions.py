@@ -142,6 +142,18 @@ def agent_session(
     }
 
 
+def more_rounds(tokens: int, seed: int) -> list[Json]:
+    """About `tokens` of further tool rounds (assistant first), ids unlike any other session's:
+    what the next turns of a client add to a conversation."""
+    extra = agent_session(tokens, seed)["messages"][1:]
+    for message in extra:
+        for block in message["content"] if isinstance(message["content"], list) else []:
+            for key in ("id", "tool_use_id"):
+                if key in block:
+                    block[key] = f"g{seed}_{block[key]}"
+    return extra
+
+
 def _assistant_turn(
     rng: random.Random, writer: _Writer, thinking: bool, first_call: int
 ) -> tuple[Json, list[tuple[str, str]]]:

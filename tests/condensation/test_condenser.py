@@ -23,7 +23,7 @@ from context.risk import Action, Budget, budget_for
 from tests.context.conftest import canonical
 from tests.fake.checks import anthropic_problems, openai_problems
 from tests.fake.summarizer import summarize, summary_parts
-from tests.sessions import agent_session
+from tests.sessions import agent_session, more_rounds
 from tokens import MessageCounts, TokenCounter, load_encoding
 from upstream import canonical as c
 from upstream.client import WIRE_FORMATS
@@ -108,12 +108,7 @@ def session(tokens: int, seed: int = 1, **extra: Any) -> c.Request:
 
 def grow(request: c.Request, rounds: int, seed: int = 99) -> c.Request:
     """The same conversation with `rounds` more tool rounds appended (what the next turns send)."""
-    extra = agent_session(rounds * 1500, seed)["messages"][1:]
-    for message in extra:  # ids of their own, so every tool pair stays unique
-        for block in message["content"] if isinstance(message["content"], list) else []:
-            for key in ("id", "tool_use_id"):
-                if key in block:
-                    block[key] = f"g{seed}_{block[key]}"
+    extra = more_rounds(rounds * 1500, seed)
     body = {
         "model": "glm-4.6",
         "max_tokens": 1,

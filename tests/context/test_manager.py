@@ -17,7 +17,7 @@ from context.manager import ContextManager, PromptTooLongError
 from context.risk import Action, Budget, RiskLevel
 from tests.context.conftest import canonical
 from tests.fake.checks import anthropic_problems, openai_problems
-from tests.sessions import agent_session, openai_body
+from tests.sessions import agent_session, more_rounds, openai_body
 from tokens import MessageCounts
 from upstream import canonical as c
 from upstream import openai_format
@@ -425,13 +425,9 @@ def learned_short(manager: ContextManager, seed: int) -> c.Request:
     first = manager.prepare(request, manager.route(request), 1.0)
     assert not first.info.truncated
     assert manager.learn(first, int(first.raw_estimate * 1.3))
-    more = canonical(agent_session(35_000, seed=seed + 1))["messages"][1:]
-    for message in more:  # ids of their own, so the pairs stay unique
-        for block in message["content"]:
-            for key in ("id", "tool_use_id"):
-                if key in block:
-                    block[key] = "later_" + block[key]  # type: ignore[literal-required]
-    return request | {"messages": request["messages"] + more}  # type: ignore[return-value]
+    body = {"model": "glm-4.6", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
+    more = canonical(body | {"messages": body["messages"] + more_rounds(35_000, seed + 1)})
+    return request | {"messages": request["messages"] + more["messages"][1:]}  # type: ignore[return-value]
 
 
 def test_what_is_cut_from_a_calibrated_conversation_keeps_its_correction(

@@ -19,7 +19,7 @@ from tests.fake.glm import count_input_tokens
 from tests.fake_upstream import FakeUpstream
 from tests.integration.conftest import proxy_env
 from tests.integration.servers import REDIS_SERVER, Gunicorn, RedisServer
-from tests.sessions import agent_session
+from tests.sessions import agent_session, more_rounds
 
 WINDOW = 40_000
 FACTS = ("src/billing/invoice_total.py", "compute_total_v2", "INVOICE_ROUNDING_MODE", "4821")
@@ -72,13 +72,7 @@ def session(share: float, seed: int = 5) -> dict[str, Any]:
 
 def grow(body: dict[str, Any], rounds: int, seed: int) -> dict[str, Any]:
     """The next turn: the same conversation plus `rounds` new tool rounds."""
-    extra = agent_session(rounds * 1500, seed)["messages"][1:]
-    for message in extra:
-        for block in message["content"] if isinstance(message["content"], list) else []:
-            for key in ("id", "tool_use_id"):
-                if key in block:
-                    block[key] = f"g{seed}_{block[key]}"
-    return body | {"messages": body["messages"] + extra}
+    return body | {"messages": body["messages"] + more_rounds(rounds * 1500, seed)}
 
 
 def send(proxy: Gunicorn, body: dict[str, Any], **extra: Any) -> requests.Response:
