@@ -16,7 +16,7 @@ from context.calibration import Calibration
 from context.manager import ContextManager
 from metrics import Metrics
 from tokens import build_counter
-from upstream.client import RetryPolicy, UpstreamClient
+from upstream.client import build_upstream
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -28,18 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Werkzeug enforces the body limit even for chunked uploads that carry no Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     metrics = Metrics() if settings.enable_metrics else None
-    upstream = UpstreamClient(
-        settings.upstream_base,
-        settings.openai_upstream_base,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.request_timeout,
-        pool_size=settings.upstream_pool_size,
-        retries=RetryPolicy(
-            settings.upstream_max_retries,
-            settings.upstream_retry_backoff,
-            settings.upstream_retry_max_wait,
-        ),
-    )
+    upstream = build_upstream(settings)
     counter = build_counter(settings, metrics.record_token_cache if metrics else None)
     store = build_store(settings)  # summaries and corrections, shared by the host's workers
     condenser = None

@@ -46,7 +46,7 @@ from test_intelligent_context_management import Report, agent_body, tool_round
 from test_intelligent_context_management import filler as shared_filler
 from tokens import build_counter
 from upstream.anthropic_format import parse_request
-from upstream.client import UpstreamClient
+from upstream.client import build_upstream
 
 Json = dict[str, Any]
 MAX_TOKENS = 8192
@@ -174,13 +174,7 @@ def local_fake(settings: Settings, quality: float) -> Iterator[Settings]:
 
 def condense(settings: Settings, api_key: str, report: Report, full: bool) -> None:
     counter = build_counter(settings)
-    upstream = UpstreamClient(
-        settings.upstream_base,
-        settings.openai_upstream_base,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.request_timeout,
-        pool_size=settings.upstream_pool_size,
-    )
+    upstream = build_upstream(settings)
     condenser = build_condenser(settings, upstream, MemoryStore())
     manager = ContextManager(settings, counter, condenser)
     probe = parse_request(sample_session(settings.autotext_model, 0, lambda _: 0))

@@ -17,6 +17,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from config import Settings
 from errors import (
     ErrorKind,
     ProxyError,
@@ -241,6 +242,22 @@ def _drain(chunks: Iterator[bytes]) -> None:
             pass
     except Exception as exc:  # noqa: BLE001 - nothing after message_stop may reach the client
         logger.debug("upstream stream did not close cleanly after message_stop: %s", exc)
+
+
+def build_upstream(settings: Settings) -> UpstreamClient:
+    """The worker's UpstreamClient, from Settings (endpoints, timeouts, pool, retries)."""
+    return UpstreamClient(
+        settings.upstream_base,
+        settings.openai_upstream_base,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.request_timeout,
+        pool_size=settings.upstream_pool_size,
+        retries=RetryPolicy(
+            settings.upstream_max_retries,
+            settings.upstream_retry_backoff,
+            settings.upstream_retry_max_wait,
+        ),
+    )
 
 
 @dataclass(frozen=True)
