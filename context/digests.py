@@ -11,14 +11,44 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from upstream import canonical as c
 
+_local = threading.local()
+
+
+@contextmanager
+def one_serialisation() -> Iterator[None]:
+    """Within the block (one request's decision), each message is serialised once, however many
+    chains read it: the client's conversation, its condensed and its forwarded forms share
+    their message objects, and the condenser and calibration each walk them."""
+    outer = getattr(_local, "memo", None)
+    if outer is None:
+        _local.memo = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _local.memo = None
+
 
 def canonical_message(message: c.Message) -> str:
     """A message as compact JSON, without the cache markers that say nothing about content."""
+    memo: dict[int, tuple[c.Message, str]] | None = getattr(_local, "memo", None)
+    if memo is None:
+        return _serialised(message)
+    found = memo.get(id(message))
+    if found is None or found[0] is not message:  # the memo keeps it alive: ids stay unique
+        found = (message, _serialised(message))
+        memo[id(message)] = found
+    return found[1]
+
+
+def _serialised(message: c.Message) -> str:
     blocks = [
         {k: v for k, v in b.items() if k != "cache_control"} if "cache_control" in b else b
         for b in message["content"]

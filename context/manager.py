@@ -26,6 +26,7 @@ import cachetools
 
 from config import Settings, Strategy, UsageReporting
 from context.calibration import Calibration, Counted
+from context.digests import one_serialisation
 from context.info import ContextInfo
 from context.overflow import is_overflow, overflow_tokens
 from context.risk import (
@@ -189,6 +190,10 @@ class ContextManager:
 
         Fast (counting and truncation); condensation, when due, is left pending for `finish`.
         """
+        with one_serialisation():
+            return self._prepare(request, route, scale)
+
+    def _prepare(self, request: c.Request, route: Route, scale: float) -> Prepared:
         started = time.perf_counter()
         count = self._count_for(route)
         m = self._measure(request, route, count)
@@ -252,6 +257,11 @@ class ContextManager:
         """
         if not prepared.pending_condensation or self.condenser is None:
             return prepared
+        with one_serialisation():
+            return self._finish(prepared, api_key)
+
+    def _finish(self, prepared: Prepared, api_key: str) -> Prepared:
+        assert self.condenser is not None  # finish() checked
         started = time.perf_counter()
         count = self._count_for(prepared.route)
         view = prepared.view
@@ -321,6 +331,10 @@ class ContextManager:
 
     def predict_input_tokens(self, request: c.Request, route: Route) -> int:
         """What count_tokens reports: the managed size (forwarded mode) or the conversation's."""
+        with one_serialisation():
+            return self._predict(request, route)
+
+    def _predict(self, request: c.Request, route: Route) -> int:
         count = self._count_for(route)
         m = self._measure(request, route, count)
         if self.settings.usage_reporting is UsageReporting.CONVERSATION:

@@ -107,3 +107,19 @@ def test_workers_sharing_a_disk_store_share_corrections(tmp_path: Path) -> None:
     second = Calibration(DiskStore(str(tmp_path)), ttl=60)  # another process opens the same dir
     first.learn(conversation(3), HEAD, 500, 540)
     assert second.count(conversation(3), HEAD, 500).tokens == 540
+
+
+def test_within_one_decision_each_message_is_serialised_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from context import digests
+
+    calls: list[int] = []
+    real = digests._serialised
+    monkeypatch.setattr(digests, "_serialised", lambda m: calls.append(1) or real(m))
+    messages = conversation(3)["messages"]
+    with digests.one_serialisation():
+        first = digests.chain(("a",), messages)
+        second = digests.chain(("b",), messages[:3])  # another chain over the same objects
+    assert len(calls) == len(messages)
+    assert first[2] != second[2] and digests.chain(("a",), messages) == first  # same digests
