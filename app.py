@@ -28,9 +28,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Werkzeug enforces the body limit even for chunked uploads that carry no Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     metrics = Metrics() if settings.enable_metrics else None
-    upstream = build_upstream(settings)
+    # Summaries, corrections and the upstream gate's slots, shared by the host's workers.
+    store = build_store(settings)
+    upstream = build_upstream(settings, store, metrics.record_queue_wait if metrics else None)
     counter = build_counter(settings, metrics.record_token_cache if metrics else None)
-    store = build_store(settings)  # summaries and corrections, shared by the host's workers
     condenser = None
     if settings.enable_ai_condensation:
         condenser = build_condenser(settings, upstream, store, metrics)

@@ -92,6 +92,11 @@ def _parse_optional(name: str, raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _parse_optional_count(name: str, raw: str) -> int | None:
+    """A positive whole number, or None when empty (the feature is off)."""
+    return _positive_int(name, raw) if raw.strip() else None
+
+
 def _parse_list(name: str, raw: str) -> tuple[str, ...]:
     del name
     return tuple(item.strip() for item in raw.split(",") if item.strip())
@@ -190,6 +195,12 @@ class Settings:
     upstream_max_retries: int = env("UPSTREAM_MAX_RETRIES", "2", _int)
     upstream_retry_backoff: float = env("UPSTREAM_RETRY_BACKOFF", "0.5", _float)
     upstream_retry_max_wait: float = env("UPSTREAM_RETRY_MAX_WAIT", "10", _float)
+    # Upstream calls in flight per upstream key, across workers (and hosts with CACHE_URL); more
+    # wait in a queue, up to QUEUE_TIMEOUT seconds, then get 429. Empty = no limit.
+    upstream_max_concurrency: int | None = env(
+        "UPSTREAM_MAX_CONCURRENCY", "", _parse_optional_count
+    )
+    upstream_queue_timeout: float = env("UPSTREAM_QUEUE_TIMEOUT", "60", _seconds)
     # Chat-completions clients may omit max_tokens; z.ai's Anthropic format requires one.
     default_max_tokens: int = env("DEFAULT_MAX_TOKENS", "8192", _positive_int)
 

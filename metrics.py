@@ -26,6 +26,7 @@ PREFIX = "anthropic_proxy_"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds until a response starts: a non-stream completion waits for the whole answer, and GLM
 # can think for minutes, so the buckets reach REQUEST_TIMEOUT's default of 300 s.
+QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -110,6 +111,13 @@ class Metrics:
             "Requests forwarded with a condensation found in the shared store.",
             registry=self.registry,
         )
+        self._queue_wait = Histogram(
+            PREFIX + "upstream_queue_wait_seconds",
+            "Seconds upstream calls waited for a slot (UPSTREAM_MAX_CONCURRENCY), by outcome.",
+            ["outcome"],
+            buckets=QUEUE_BUCKETS,
+            registry=self.registry,
+        )
         self._duration = Histogram(
             PREFIX + "request_duration_seconds",
             "Seconds until the response starts: the whole answer for JSON, headers for streams.",
@@ -149,6 +157,10 @@ class Metrics:
             self._hits.inc(hits)
         if misses:
             self._misses.inc(misses)
+
+    def record_queue_wait(self, seconds: float, outcome: str) -> None:
+        """Count one upstream call's wait for a gate slot: "entered" or "timeout"."""
+        self._queue_wait.labels(outcome=outcome).observe(seconds)
 
     def record_request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request and how long its response took to start."""

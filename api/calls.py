@@ -20,6 +20,8 @@ from context.overflow import is_overflow
 from context.scaling import UsageReport
 from errors import ProxyError, UpstreamError, UpstreamUnavailable
 from upstream import canonical as c
+from upstream.client import UpstreamStream
+from upstream.gate import Slot
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +49,15 @@ class UpstreamCall:
             self.services.context.learn(prepared, true)
         return response
 
-    def open_stream(self, prepared: Prepared) -> Iterator[c.StreamEvent]:
+    def open_stream(self, prepared: Prepared, slot: Slot | None = None) -> UpstreamStream:
+        """Open the upstream stream in `slot` (a gate slot already won) or in one waited for."""
         return self.services.upstream.open_stream(
             prepared.route,
             prepared.request,
             self.key,
             prepared.info.estimated_input_tokens,
             self.headers,
+            slot,
         )
 
     def with_retry(self, prepared: Prepared, send: Callable[[Prepared], T]) -> tuple[Prepared, T]:

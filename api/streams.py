@@ -1,15 +1,17 @@
 """Stream responses: status and headers from the decision, slow work behind keepalives.
 
 The fast path opens the upstream before the response starts, so its errors are real HTTP
-statuses. With slow work due (condensation), the headers go out first; the work, the upstream's
-opening and its first event then run in the background while `: keepalive` comments flow, and a
-failure from there on is an SSE error event in the client's format.
+statuses. With slow work due (condensation, or a wait for an upstream gate slot), the headers go
+out first; the work, the upstream's opening and its first event then run in the background while
+`: keepalive` comments flow, and a failure from there on is an SSE error event in the client's
+format.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 from flask import Response
 
@@ -26,10 +28,13 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def stream_response(call: UpstreamCall, prepared: Prepared, client: ClientFormat) -> Response:
-    """A stream response: the upstream opened now when no slow work is due, else after headers."""
+    """A stream response: the upstream opened now when no slow work is due and a gate slot is
+    free, else after the headers (behind keepalives)."""
     model = prepared.route.requested_model
-    if not prepared.pending_condensation:
-        prepared, events = call.with_retry(prepared, call.open_stream)
+    gate = call.services.upstream.gate
+    slot = None if prepared.pending_condensation else gate.try_enter(call.key)
+    if slot is not None:
+        prepared, events = call.with_retry(prepared, partial(call.open_stream, slot=slot))
         body = _stream_body(call, prepared, events, client, model)
     else:
         body = _slow_stream_body(call, prepared, client, model)
@@ -98,7 +103,7 @@ def _open_first_event(
         message = first["error"].get("message", "")
         retry = call.services.context.after_overflow(prepared, 400, None, message)
         if retry is not None:
-            events.close()  # type: ignore[attr-defined]
+            events.close()
             prepared, events = call.with_retry(retry, call.open_stream)
             first = next(events, None)
     return prepared, _chain(first, events)

@@ -28,10 +28,17 @@ if redis.call("get", KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Likewise for a new expiry: a lease is renewed only by the caller that holds it.
+RENEW_IF_OWNED = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+    return redis.call("pexpire", KEYS[1], ARGV[2])
+end
+return 0
+"""
 
 
 class RedisBackend:
-    """Raw JSON text in Redis: SET PX, SET NX PX, and a compare-and-delete script."""
+    """Raw JSON text in Redis: SET PX, SET NX PX, and compare-and-delete/expire scripts."""
 
     def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(
@@ -43,6 +50,7 @@ class RedisBackend:
             decode_responses=True,
         )
         self._release = self._client.register_script(RELEASE_IF_OWNED)
+        self._renew = self._client.register_script(RENEW_IF_OWNED)
 
     def get(self, key: str) -> tuple[str | None, float | None]:
         pipe = self._client.pipeline(transaction=False)  # one round trip for both
@@ -62,6 +70,9 @@ class RedisBackend:
 
     def delete_if(self, key: str, raw: str) -> None:
         self._release(keys=[key], args=[raw])
+
+    def renew_if(self, key: str, raw: str, ttl: float) -> bool:
+        return bool(self._renew(keys=[key], args=[raw, _millis(ttl)]))
 
     def close(self) -> None:
         self._client.close()

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import cachetools
@@ -47,6 +48,15 @@ WAIT_SLICE = 0.05  # single_flight looks for the other worker's value this often
 MIN_LEASE = 30.0
 
 
+@dataclass(frozen=True)
+class Lease:
+    """A key held by one caller until released or its ttl passes (renewable while held)."""
+
+    key: str
+    token: str
+    holder: Backend  # the backend that granted it: process memory while the shared one failed
+
+
 class Store(Protocol):
     """What every backend offers; values are JSON-serialisable, ttl and wait are seconds."""
 
@@ -57,6 +67,9 @@ class Store(Protocol):
     def add(self, key: str, value: Any, ttl: float) -> bool: ...
     def delete(self, key: str) -> None: ...
     def lock(self, key: str, ttl: float, wait: float) -> AbstractContextManager[bool]: ...
+    def lease(self, key: str, ttl: float) -> Lease | None: ...
+    def renew(self, lease: Lease, ttl: float) -> bool: ...
+    def release(self, lease: Lease) -> None: ...
     def stats(self) -> dict[str, Any]: ...
 
 
@@ -68,6 +81,7 @@ class Backend(Protocol):
     def add(self, key: str, raw: str, ttl: float) -> bool: ...
     def delete(self, key: str) -> None: ...
     def delete_if(self, key: str, raw: str) -> None: ...  # atomically, only if it holds `raw`
+    def renew_if(self, key: str, raw: str, ttl: float) -> bool: ...  # likewise, a new ttl
     def close(self) -> None: ...
 
 
@@ -180,6 +194,14 @@ class MemoryBackend:
             if entry is not None and entry[1] == raw:
                 del self._cache[key]
 
+    def renew_if(self, key: str, raw: str, ttl: float) -> bool:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None or entry[1] != raw:
+                return False
+            self._cache[key] = (time.monotonic() + ttl, raw)
+            return True
+
     def size(self) -> int:
         with self._lock:
             return len(self._cache)
@@ -226,6 +248,11 @@ class DiskBackend:
         with db.transact():  # SQLite write lock: no other process changes the key in between
             if db.get(key) == raw:
                 db.delete(key)
+
+    def renew_if(self, key: str, raw: str, ttl: float) -> bool:
+        db = self._db()
+        with db.transact():
+            return db.get(key) == raw and bool(db.touch(key, expire=ttl))
 
     def close(self) -> None:
         with self._open_lock:
@@ -315,25 +342,40 @@ class GuardedStore:
     @contextlib.contextmanager
     def lock(self, key: str, ttl: float, wait: float) -> Iterator[bool]:
         """A lease: held until released or `ttl` passes; yields whether it was won within `wait`."""
-        token = _encode(uuid.uuid4().hex)
         deadline = time.monotonic() + wait
         delay = POLL_FIRST
-        holder: Backend | None = None
-        while True:
-            used, won = self._run(lambda b: b.add(key, token, ttl))
-            if won:
-                holder = used
-                break
+        while (held := self.lease(key, ttl)) is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             time.sleep(min(delay, left))
             delay = min(delay * 2, POLL_MAX)
         try:
-            yield holder is not None
+            yield held is not None
         finally:
-            if holder is not None:
-                self._release(holder, key, token)
+            if held is not None:
+                self.release(held)
+
+    def lease(self, key: str, ttl: float) -> Lease | None:
+        """`key` held for `ttl` seconds if nobody holds it now; else None."""
+        token = _encode(uuid.uuid4().hex)
+        used, won = self._run(lambda b: b.add(key, token, ttl))
+        return Lease(key, token, used) if won else None
+
+    def renew(self, lease: Lease, ttl: float) -> bool:
+        """Hold `lease` for `ttl` more seconds; False when it expired and may be someone else's."""
+        try:
+            return lease.holder.renew_if(lease.key, lease.token, ttl)
+        except Exception as exc:  # the lease runs out by itself; the caller decides
+            self._failed(exc)
+            return False
+
+    def release(self, lease: Lease) -> None:
+        """Give `lease` up (a no-op once it expired and another caller holds the key)."""
+        try:
+            lease.holder.delete_if(lease.key, lease.token)
+        except Exception as exc:  # the lease expires by itself
+            self._failed(exc)
 
     def stats(self) -> dict[str, Any]:
         """name, hits, misses, errors, degraded and front_size, for /health."""
@@ -364,12 +406,6 @@ class GuardedStore:
         if self._degraded:
             self._recovered()
         return self._backend, result
-
-    def _release(self, holder: Backend, key: str, token: str) -> None:
-        try:
-            holder.delete_if(key, token)
-        except Exception as exc:  # the lease expires by itself
-            self._failed(exc)
 
     def _remember(self, key: str, raw: str, left: float | None) -> None:
         if self._front is not None:

@@ -17,6 +17,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from condensation.store import MemoryStore, Store
 from config import Settings
 from errors import (
     ErrorKind,
@@ -28,6 +29,8 @@ from errors import (
 )
 from upstream import anthropic_format, openai_format
 from upstream import canonical as c
+from upstream.gate import Gate, OpenGate, Slot, build_gate
+from upstream.gate import Observer as GateObserver
 from upstream.routing import Endpoint, Route
 from upstream.sse import SSEEvent, iter_sse, json_bytes
 
@@ -78,10 +81,12 @@ class UpstreamClient:
         read_timeout: float,
         pool_size: int,
         retries: RetryPolicy | None = None,
+        gate: Gate | OpenGate | None = None,
     ) -> None:
         self._bases = {Endpoint.ANTHROPIC: anthropic_base, Endpoint.OPENAI: openai_base}
         self._timeout = (connect_timeout, read_timeout)
         self._retries = retries or RetryPolicy(max_retries=0)
+        self.gate = gate or OpenGate()
         self._session = requests.Session()
         # Pool as large as the worker's thread count: above it requests drops and reopens sockets.
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
@@ -103,7 +108,11 @@ class UpstreamClient:
         """
         wire = WIRE_FORMATS[route.endpoint]
         body = wire.render_request(request | {"stream": False}, route.model)
-        response = self._post(route, body, api_key, headers or {}, stream=False, timeout=timeout)
+        # The whole answer is read inside: the slot is free again once the call is over.
+        with self.gate.enter(api_key, timeout):
+            response = self._post(
+                route, body, api_key, headers or {}, stream=False, timeout=timeout
+            )
         payload = _json_answer(response)
         try:
             return wire.parse_response(payload)
@@ -118,19 +127,30 @@ class UpstreamClient:
         api_key: str,
         input_estimate: int,
         headers: dict[str, str] | None = None,
-    ) -> Iterator[c.StreamEvent]:
-        """Start a stream; errors before the first byte raise, later ones become error events."""
+        slot: Slot | None = None,
+    ) -> UpstreamStream:
+        """Start a stream; errors before the first byte raise, later ones become error events.
+
+        The stream holds a gate slot (`slot` if it is still held, else one it waits for) until
+        it ends or is closed.
+        """
         wire = WIRE_FORMATS[route.endpoint]
         body = wire.render_request(request | {"stream": True}, route.model)
-        response = self._post(route, body, api_key, headers or {}, stream=True)
-        if "json" in response.headers.get("Content-Type", ""):
-            # Asked for a stream, z.ai answered JSON: an error reported with status 200.
-            try:
-                _json_answer(response)
-            finally:
-                response.close()
-            raise UpstreamUnavailable("upstream answered a stream request without a stream")
-        return self._events(response, wire, input_estimate)
+        if slot is None or not slot.held:
+            slot = self.gate.enter(api_key)
+        try:
+            response = self._post(route, body, api_key, headers or {}, stream=True)
+            if "json" in response.headers.get("Content-Type", ""):
+                # Asked for a stream, z.ai answered JSON: an error reported with status 200.
+                try:
+                    _json_answer(response)
+                finally:
+                    response.close()
+                raise UpstreamUnavailable("upstream answered a stream request without a stream")
+        except BaseException:
+            slot.release()
+            raise
+        return UpstreamStream(self._events(response, wire, input_estimate), slot)
 
     def close(self) -> None:
         self._session.close()
@@ -215,6 +235,34 @@ class UpstreamClient:
             response.close()
 
 
+class UpstreamStream:
+    """An open stream's canonical events; closing it (or its end) frees its gate slot.
+
+    A class rather than the bare generator: a generator closed before its first event never
+    runs its `finally`, and the slot would stay leased (and renewed) for good.
+    """
+
+    def __init__(self, events: Iterator[c.StreamEvent], slot: Slot) -> None:
+        self._events = events
+        self._slot = slot
+
+    def __iter__(self) -> UpstreamStream:
+        return self
+
+    def __next__(self) -> c.StreamEvent:
+        try:
+            return next(self._events)
+        except StopIteration:
+            self._slot.release()
+            raise
+
+    def close(self) -> None:
+        try:
+            self._events.close()  # type: ignore[attr-defined]
+        finally:
+            self._slot.release()
+
+
 def _arriving(response: requests.Response) -> Iterator[bytes]:
     """The body's bytes as they arrive, framed or not.
 
@@ -244,8 +292,19 @@ def _drain(chunks: Iterator[bytes]) -> None:
         logger.debug("upstream stream did not close cleanly after message_stop: %s", exc)
 
 
-def build_upstream(settings: Settings) -> UpstreamClient:
-    """The worker's UpstreamClient, from Settings (endpoints, timeouts, pool, retries)."""
+def build_upstream(
+    settings: Settings, store: Store | None = None, observe: GateObserver | None = None
+) -> UpstreamClient:
+    """The worker's UpstreamClient, from Settings (endpoints, timeouts, pool, retries, gate).
+
+    Without a store the gate (UPSTREAM_MAX_CONCURRENCY) holds for this process alone.
+    """
+    gate = build_gate(
+        store or MemoryStore(),
+        settings.upstream_max_concurrency,
+        settings.upstream_queue_timeout,
+        observe,
+    )
     return UpstreamClient(
         settings.upstream_base,
         settings.openai_upstream_base,
@@ -257,6 +316,7 @@ def build_upstream(settings: Settings) -> UpstreamClient:
             settings.upstream_retry_backoff,
             settings.upstream_retry_max_wait,
         ),
+        gate=gate,
     )
 
 

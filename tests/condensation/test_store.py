@@ -174,6 +174,25 @@ def test_lock_lease_expires_when_the_holder_never_releases(store: GuardedStore, 
     assert 0.15 <= waited < 2.0
 
 
+def test_a_lease_is_renewed_only_by_its_holder(store: GuardedStore, key: str) -> None:
+    lease = store.lease(key, 0.3)
+    assert lease is not None
+    assert store.lease(key, 10) is None  # held
+    time.sleep(0.2)
+    assert store.renew(lease, 0.5)  # still held: 0.5 s more from now
+    time.sleep(0.25)
+    assert store.lease(key, 10) is None  # without the renewal it would have expired
+    time.sleep(0.4)
+    assert not store.renew(lease, 10)  # expired: renewing cannot take it back
+    other = store.lease(key, 10)
+    assert other is not None
+    store.release(lease)  # the old holder's release leaves the new lease alone
+    assert not store.renew(lease, 10)
+    assert store.lease(key, 10) is None
+    store.release(other)
+    assert store.lease(key, 10) is not None
+
+
 def test_single_flight_computes_once_for_concurrent_threads(store: GuardedStore, key: str) -> None:
     calls = []
 

@@ -92,7 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(json_plan(400, {"error": "unreadable request body"}))
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
-        self._send(self.server.fake.plan(self.command, self.path, headers, raw))
+        fake = self.server.fake
+        with fake.in_flight(self.path, headers) as refusal:
+            self._send(refusal or fake.plan(self.command, self.path, headers, raw))
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():

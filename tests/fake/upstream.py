@@ -46,6 +46,9 @@ from tests.fake.summarizer import NOTE as SUMMARY_NOTE
 from tests.fake.summarizer import is_summary_request, summary_reply
 from tests.fake.transport import Server
 
+# z.ai's words when a key has more requests in flight than its plan allows (code 1302).
+CONCURRENCY_MESSAGE = "High concurrency usage of this API, please reduce concurrency"
+
 
 class FakeUpstream:
     """A threaded local HTTP server speaking both of z.ai's formats; a context manager.
@@ -54,7 +57,9 @@ class FakeUpstream:
     api_keys (None: any non-empty key), chunk_chars, event_delay (seconds between stream
     events), check_signatures (reject thinking blocks whose signature this fake did not give),
     summary_quality (1.0: unscripted summary requests get a summary keeping every fact; lower
-    keeps fewer; 0.0: a generic summary without facts; see `tests.fake.summarizer`).
+    keeps fewer; 0.0: a generic summary without facts; see `tests.fake.summarizer`),
+    concurrency_limit (None: unlimited; else requests in flight per key beyond it get z.ai's
+    429 code 1302, as its coding plan answers them).
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class FakeUpstream:
         # Streams without chunked framing, ended by closing the connection (HTTP/1.0 style).
         self.close_delimited = False
         self.summary_quality = summary_quality
+        self.concurrency_limit: int | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified when a stream is aborted
         self._records: list[RecordedRequest] = []
@@ -89,6 +95,9 @@ class FakeUpstream:
         self._faults: list[Fault] = []
         self._gates: list[threading.Event] = []  # of hold faults not yet released
         self._held = 0
+        self._flight: dict[str, int] = {}  # requests in flight per key
+        self._peak_in_flight = 0
+        self._concurrency_rejections = 0
         self._seq = 0
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -213,9 +222,43 @@ class FakeUpstream:
         with self._lock:
             return self._records[-1]
 
+    def flight_stats(self) -> Json:
+        """Concurrency seen since the last reset: the peak of requests in flight for one key
+        (admitted or not), how many are in flight now, how many got 429 code 1302."""
+        with self._lock:
+            return {
+                "peak_in_flight": self._peak_in_flight,
+                "in_flight": sum(self._flight.values()),
+                "concurrency_rejections": self._concurrency_rejections,
+            }
+
+    @contextmanager
+    def in_flight(self, path: str, headers: dict[str, str]) -> Iterator[Plan | None]:
+        """Count one API request in flight while its answer is sent; over `concurrency_limit`
+        for its key, the 429 it gets instead (None: answer it normally)."""
+        endpoint = ROUTES.get(path.partition("?")[0])
+        if endpoint is None:
+            yield None
+            return
+        key = _bearer(headers.get("authorization", "")) or headers.get("x-api-key", "")
+        with self._lock:
+            now = self._flight[key] = self._flight.get(key, 0) + 1
+            self._peak_in_flight = max(self._peak_in_flight, now)
+            refused = self.concurrency_limit is not None and now > self.concurrency_limit
+            self._concurrency_rejections += refused
+        refusal = json_plan(429, error_body(endpoint, 429, CONCURRENCY_MESSAGE, "1302"))
+        try:
+            yield refusal if refused else None
+        finally:
+            with self._lock:
+                self._flight[key] -= 1
+                if not self._flight[key]:
+                    del self._flight[key]
+
     def reset(self) -> None:
         """Forget recorded requests, pending scripted replies and pending faults; release holds."""
         with self._lock:
+            self._peak_in_flight = self._concurrency_rejections = 0
             self._records.clear()
             self._script.clear()
             self._faults.clear()
@@ -386,6 +429,8 @@ class FakeUpstream:
         action = route.removeprefix("/_fake/")
         if method == "GET" and action == "requests":
             return json_plan(200, {"requests": [r.to_dict() for r in self.requests]})
+        if method == "GET" and action == "flight":
+            return json_plan(200, self.flight_stats())
         if method != "POST" or action not in ("script", "fault", "config", "reset", "release"):
             return json_plan(404, {"error": f"no control endpoint {method} {route}"})
         try:
@@ -414,7 +459,14 @@ class FakeUpstream:
     def _configure(self, payload: Json) -> Json:
         if not isinstance(payload, dict):
             raise ValueError("config is an object")
-        known = {"windows", "event_delay", "chunk_chars", "check_signatures", "summary_quality"}
+        known = {
+            "windows",
+            "event_delay",
+            "chunk_chars",
+            "check_signatures",
+            "summary_quality",
+            "concurrency_limit",
+        }
         unknown = set(payload) - known
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
@@ -426,11 +478,15 @@ class FakeUpstream:
         self.chunk_chars = int(payload.get("chunk_chars", self.chunk_chars))
         self.check_signatures = bool(payload.get("check_signatures", self.check_signatures))
         self.summary_quality = quality
+        if "concurrency_limit" in payload:
+            limit = payload["concurrency_limit"]
+            self.concurrency_limit = None if limit is None else int(limit)
         return {
             "windows": self.windows,
             "event_delay": self.event_delay,
             "chunk_chars": self.chunk_chars,
             "summary_quality": self.summary_quality,
+            "concurrency_limit": self.concurrency_limit,
         }
 
 
