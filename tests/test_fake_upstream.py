@@ -1198,3 +1198,22 @@ def test_summary_requests_are_listed_over_http(fake: FakeUpstream) -> None:
     post(fake, "openai")
     listed = control(fake, "requests").json()["requests"]
     assert [r["notes"] for r in listed] == [["summary_request"], []]
+
+
+def test_more_calls_in_flight_per_key_than_the_limit_get_429_code_1302(fake: FakeUpstream) -> None:
+    fake.concurrency_limit = 1
+    fake.fail_next("hold", after=1)
+    held = post_anthropic(fake, anthropic_body(stream=True), stream=True)
+    try:
+        assert wait_until(lambda: fake.held == 1)
+        refused = post(fake, "anthropic")
+        other_key = post_anthropic(fake, anthropic_body(), headers={"x-api-key": "sk-other"})
+    finally:
+        fake.release()
+        held.close()
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert other_key.status_code == 200  # the limit is per key
+    stats = fake.flight_stats()
+    assert stats["peak_in_flight"] == 2 and stats["concurrency_rejections"] == 1
+    assert post(fake, "openai").status_code == 200  # the held stream has ended
