@@ -41,4 +41,5 @@ def health() -> dict[str, Any]:
         },
         "token_counter": services.counter.stats(),
         "context": services.context.stats(),
+        "upstream_gate": services.upstream.gate.stats(),
     }

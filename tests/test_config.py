@@ -29,6 +29,8 @@ def test_defaults_match_the_migration_guide() -> None:
         ({"UPSTREAM_BASE": "api.z.ai"}, "UPSTREAM_BASE"),
         ({"ENABLE_DYNAMIC_IMAGE_TOKENS": "maybe"}, "ENABLE_DYNAMIC_IMAGE_TOKENS"),
         ({"REQUEST_TIMEOUT": "-1"}, "REQUEST_TIMEOUT"),
+        ({"UPSTREAM_MAX_CONCURRENCY": "0"}, "UPSTREAM_MAX_CONCURRENCY"),
+        ({"UPSTREAM_QUEUE_TIMEOUT": "soon"}, "UPSTREAM_QUEUE_TIMEOUT"),
         ({"MODEL_MAP": "claude-*"}, "MODEL_MAP"),
         ({"AUTOTEXT_MODEL": " "}, "AUTOTEXT_MODEL"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),

@@ -60,6 +60,18 @@ def test_health_shows_routing_but_no_secrets(settings_env: dict[str, str]) -> No
     assert body["routing"]["text_endpoint_preference"] == "auto"
     assert body["auth"] == {"proxy_keys": True, "server_key": True}
     assert b"secret" not in reply.data
+    assert body["upstream_gate"] == {"limit": None}
+
+
+def test_health_shows_the_upstream_gate(settings_env: dict[str, str]) -> None:
+    settings_env.update({"UPSTREAM_MAX_CONCURRENCY": "3", "UPSTREAM_QUEUE_TIMEOUT": "20"})
+    body = create_app(Settings.from_env(settings_env)).test_client().get("/health").get_json()
+    assert body["upstream_gate"] == {
+        "limit": 3,
+        "queue_timeout": 20,
+        "held_by_this_worker": 0,
+        "waiting_in_this_worker": 0,
+    }
 
 
 def test_models_list_and_lookup(client) -> None:

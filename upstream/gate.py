@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from condensation.store import Lease, Store, stable_key
 from errors import ErrorKind, ProxyError
@@ -78,6 +79,9 @@ class OpenGate:
 
     def try_enter(self, api_key: str) -> Slot | None:  # noqa: ARG002
         return Slot()
+
+    def stats(self) -> dict[str, Any]:
+        return {"limit": None}
 
 
 @dataclass
@@ -138,6 +142,18 @@ class Gate:
         if slot is not None:
             self._report(0.0, "entered")
         return slot
+
+    def stats(self) -> dict[str, Any]:
+        """The limit, the queue timeout, and this worker's calls holding or awaiting a slot."""
+        with self._lock:
+            held = len(self._held)
+            waiting = sum(local.users for local in self._locals.values()) - held
+        return {
+            "limit": self.limit,
+            "queue_timeout": self._queue_timeout,
+            "held_by_this_worker": held,
+            "waiting_in_this_worker": waiting,
+        }
 
     # ------------------------------------------------------------------------ internals
 

@@ -112,6 +112,24 @@ def test_the_worker_forgets_a_key_nobody_waits_for() -> None:
     assert gate._locals == {}  # noqa: SLF001 - memory bounded by the keys in use
 
 
+def test_stats_count_this_workers_holders_and_waiters() -> None:
+    gate = Gate(MemoryStore(), 1, queue_timeout=2)
+    with gate.enter("k"):
+        waiter = threading.Thread(target=lambda: gate.enter("k").release())
+        waiter.start()
+        time.sleep(0.1)
+        busy = gate.stats()
+    waiter.join(5)
+    assert busy == {
+        "limit": 1,
+        "queue_timeout": 2,
+        "held_by_this_worker": 1,
+        "waiting_in_this_worker": 1,
+    }
+    assert gate.stats()["held_by_this_worker"] == gate.stats()["waiting_in_this_worker"] == 0
+    assert OpenGate().stats() == {"limit": None}
+
+
 def test_the_observer_sees_waits_and_timeouts() -> None:
     seen: list[tuple[float, str]] = []
     gate = Gate(MemoryStore(), 1, queue_timeout=0.1, observe=lambda s, o: seen.append((s, o)))
