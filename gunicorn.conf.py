@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import select
 import shutil
 import tempfile
 from typing import TYPE_CHECKING
@@ -15,6 +16,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
     from gunicorn.workers.base import Worker
+
+
+def _whole_number(name: str, default: str) -> int:
+    """An integer setting from the environment; anything else stops start-up naming it."""
+    text = os.environ.get(name, "").strip() or default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {text!r}")
+    return value
+
 
 # --- where to listen
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
@@ -27,15 +41,18 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
 # queued 200 streams for 16 s at the median; 2 x 100 left a tail of one stream's length).
 # UPSTREAM_POOL_SIZE (default 128) should stay >= threads, one pooled upstream connection each.
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "128"))
+workers = _whole_number("WEB_CONCURRENCY", "2")
+threads = _whole_number("GUNICORN_THREADS", "128")
 
 # --- timeouts
 # In gthread the worker's main loop keeps heartbeating while threads stream, so `timeout` only
-# catches a wedged worker; a 10-minute stream is fine. graceful_timeout lets streams finish on
-# reload. keepalive matches typical client pools.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
-graceful_timeout = 30
+# catches a wedged worker; a 10-minute stream is fine. keepalive matches typical client pools.
+timeout = _whole_number("GUNICORN_TIMEOUT", "120")
+# On SIGTERM (shutdown) and for the old workers of a HUP reload, streams under way get this long
+# to finish; then the master kills what is left. An agent's stream lasts minutes while GLM
+# thinks, so the default matches REQUEST_TIMEOUT's 300 s, not gunicorn's 30. Whatever stops
+# the server (docker stop, Kubernetes) must wait at least this long before it kills it.
+graceful_timeout = _whole_number("GUNICORN_GRACEFUL_TIMEOUT", "300")
 keepalive = 5
 
 # --- logging: access log to stdout, errors to stderr, as containers expect
@@ -106,3 +123,46 @@ def on_exit(server: Arbiter) -> None:
     del server
     if os.environ.get(_OWNED_MARKER) == _metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+# At most this many queued connections a stopping worker takes before it lets go of the socket
+# (during a reload new ones keep coming, and the new workers take those).
+_LAST_ACCEPTS = 64
+
+
+def post_worker_init(worker: Worker) -> None:
+    """A stopping worker lets go of the listening socket at once, not after its last stream.
+
+    On SIGTERM a gthread worker stops accepting but keeps its copy of the listening socket open
+    until its streams have finished, up to graceful_timeout. At shutdown the master has closed
+    its own copy already, so for all that time the kernel still completes the handshake of new
+    connections that nobody will accept: a client hangs until the drain ends, then is reset.
+    Closing the worker's copy when it stops accepting leaves the socket to whoever else holds
+    it: the master and the new workers during a HUP reload (they go on serving), nobody at
+    shutdown (new connections are then refused at once). Connections already queued on it are
+    accepted first and served, with "Connection: close", as the worker serves any request once
+    it is stopping.
+
+    This wraps gthread's own switch (gunicorn 27's ThreadWorker.set_accept_enabled, called with
+    False as the worker's main loop ends); a worker class without it is left as it is.
+    """
+    switch = getattr(worker, "set_accept_enabled", None)
+    accept = getattr(worker, "accept", None)
+    if switch is None or accept is None:
+        return
+
+    def set_accept_enabled(enabled: bool) -> None:
+        switch(enabled)
+        if enabled or worker.alive:
+            return  # accepting, or paused at worker_connections: the socket stays
+        for listener in worker.sockets:
+            try:
+                for _ in range(_LAST_ACCEPTS):
+                    if not select.select([listener], [], [], 0)[0]:
+                        break
+                    accept(listener)  # non-blocking; gunicorn's own accept, into the pool
+            except (OSError, ValueError):
+                pass  # closed already
+            listener.close()
+
+    worker.set_accept_enabled = set_accept_enabled

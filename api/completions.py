@@ -27,6 +27,7 @@ from context.validation import validate_conversation
 from errors import BadRequest
 from upstream import anthropic_format, openai_format
 from upstream import canonical as c
+from upstream.routing import fit_to_route
 from upstream.sse import json_bytes
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def count_tokens() -> dict[str, int]:
     body = _read_body(settings)
     canonical = anthropic_format.parse_request(body, require_max_tokens=False)
     route = services.context.route(canonical)
+    canonical = fit_to_route(canonical, route)
     factor = scale_factor(settings.anthropic_expected_tokens, route.window)
     # count_tokens never calls the upstream: the size the context manager would forward.
     return {
@@ -91,6 +93,7 @@ def complete(services: Services, canonical: c.Request, client: ClientFormat, key
         raise BadRequest("conversation is not valid: " + "; ".join(problems[:5]), param="messages")
     context = services.context
     route = context.route(canonical)
+    canonical = fit_to_route(canonical, route)
     prepared = context.prepare(canonical, route, scale_factor(client.expected_window, route.window))
     call = UpstreamCall(services, key, _forwarded_headers())
     logger.debug(

@@ -324,9 +324,9 @@ class ContextManager:
                 simple=self.settings.simple_truncation,
             )
         except PromptTooLong:
-            return None
+            return self._less_output(prepared, ratio, started)
         if fitted.counts.total >= prepared.raw_estimate:
-            return None
+            return self._less_output(prepared, ratio, started)
         return self._refit(prepared, fitted.request, fitted.counts, fitted, started, ratio)
 
     def predict_input_tokens(self, request: c.Request, route: Route) -> int:
@@ -502,6 +502,29 @@ class ContextManager:
             lowered["thinking"] = thinking_budget(thinking["budget_tokens"], fitted)
         return lowered, fitted
 
+    def _less_output(self, prepared: Prepared, ratio: float, started: float) -> Prepared | None:
+        """The retry when no input can go: the same conversation asking for less output.
+
+        An overflow answer means input + max_tokens passed the window; when max_tokens filled
+        the room the estimate left, a smaller max_tokens is the retry (see `_retry_window`).
+        """
+        inflated = math.ceil(prepared.info.estimated_input_tokens * ratio)
+        window = _retry_window(prepared.route.window)
+        request, max_tokens = self._fit_output(prepared.request, inflated, window)
+        if max_tokens >= prepared.request["max_tokens"]:
+            return None
+        info = replace(
+            prepared.info,
+            max_tokens=max_tokens,
+            max_tokens_lowered=True,
+            overflow_retry=True,
+            processing_time_ms=prepared.info.processing_time_ms
+            + (time.perf_counter() - started) * 1000,
+        )
+        done = replace(prepared, request=request, info=info, pending_condensation=False)
+        self._done(done)
+        return done
+
     def _refit(
         self,
         prepared: Prepared,
@@ -518,7 +541,9 @@ class ContextManager:
         sent = self._sized(forwarded, counts, prepared.route, prepared.short)
         forwarded = forwarded | {"max_tokens": prepared.effective["max_tokens"]}
         forwarded, max_tokens = self._fit_output(
-            forwarded, math.ceil(sent.tokens * (inflate or 1.0)), window
+            forwarded,
+            math.ceil(sent.tokens * (inflate or 1.0)),
+            window if inflate is None else _retry_window(window),
         )
         info = replace(
             prepared.info,
@@ -586,6 +611,16 @@ class ContextManager:
                 self._observer.record_context(info)
             except Exception:  # an observer must never fail the request
                 logger.exception("context observer failed")
+
+
+def _retry_window(window: int) -> int:
+    """The window a retry after an overflow answer fits input and output into.
+
+    An estimate can fall short by a fixed amount (an image no header sizes is a guess), which
+    scaling the input cannot make up for when max_tokens fills the rest of the window; the retry
+    leaves the share of the window it would have cut from the input free.
+    """
+    return math.floor(window * RETRY_SHRINK * RETRY_MARGIN)
 
 
 def content_digest(request: c.Request) -> bytes:

@@ -12,6 +12,8 @@ from upstream import canonical as c
 
 OPENAI_SUFFIX = "-openai"
 ANTHROPIC_SUFFIX = "-anthropic"
+# What a text model on the OpenAI-format upstream reads where the client had sent an image.
+IMAGE_NOTE = "[image omitted: this model cannot see images]"
 
 
 class Endpoint(enum.Enum):
@@ -53,6 +55,36 @@ def choose_route(request: c.Request, settings: Settings) -> Route:
         )
     endpoint = forced or _preferred_endpoint(settings.text_endpoint_preference)
     return Route(endpoint, model, requested, settings.real_text_model_tokens, False)
+
+
+def fit_to_route(request: c.Request, route: Route) -> c.Request:
+    """The request as the routed upstream takes it.
+
+    z.ai's OpenAI-format upstream refuses images for a text model (its Anthropic endpoint takes
+    them), so on that route each image of an earlier turn becomes a note; the latest user turn
+    has none, or the route would be the vision model's.
+    """
+    if route.vision or route.endpoint is not Endpoint.OPENAI:
+        return request
+    if not any(c.has_image(m) for m in request["messages"]):
+        return request
+    messages: list[c.Message] = [
+        {"role": m["role"], "content": [_image_as_note(b) for b in m["content"]]}
+        for m in request["messages"]
+    ]
+    return request | {"messages": messages}
+
+
+def _image_as_note(block: c.ContentBlock) -> c.ContentBlock:
+    if block["type"] == "image":
+        return {"type": "text", "text": IMAGE_NOTE}
+    if block["type"] == "tool_result" and isinstance(content := block.get("content"), list):
+        return block | {"content": [_part_as_note(part) for part in content]}
+    return block
+
+
+def _part_as_note(part: c.TextBlock | c.ImageBlock) -> c.TextBlock | c.ImageBlock:
+    return {"type": "text", "text": IMAGE_NOTE} if part["type"] == "image" else part
 
 
 def _resolve_model(requested: str, settings: Settings) -> tuple[str, Endpoint | None]:

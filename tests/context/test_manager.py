@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from config import Strategy
 from context.info import ContextInfo
-from context.manager import ContextManager, PromptTooLongError
+from context.manager import RETRY_MARGIN, RETRY_SHRINK, ContextManager, PromptTooLongError
 from context.risk import Action, Budget, RiskLevel
 from tests.context.conftest import canonical
 from tests.fake.checks import anthropic_problems, openai_problems
@@ -137,6 +137,35 @@ def test_one_smaller_retry_after_an_overflow_answer(make_manager: Make, code: st
         assert retry.info.estimated_input_tokens <= first.info.estimated_input_tokens / 1.3
         assert retry.info.estimated_input_tokens * 1.3 + retry.request["max_tokens"] <= WINDOW
     assert manager.after_overflow(retry, 400, code, message) is None  # exactly one retry
+
+
+def test_a_retry_asks_for_less_output_when_no_input_can_go(make_manager: Make) -> None:
+    # max_tokens filled the room the estimate left, and the estimate fell short (an image whose
+    # size no header gives is a guess): the same conversation is retried asking for less.
+    manager = make_manager(real_text_model_tokens=str(WINDOW))
+    request = canonical(
+        {"model": "glm-4.6", "max_tokens": WINDOW, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    first = manager.prepare(request, manager.route(request), 1.0)
+    assert first.request["max_tokens"] == WINDOW - first.info.estimated_input_tokens
+    retry = manager.after_overflow(first, 400, "1261", "Prompt exceeds max length")
+    assert retry is not None and retry.info.overflow_retry and retry.info.max_tokens_lowered
+    assert retry.request["messages"] == first.request["messages"]
+    assert retry.request["max_tokens"] == retry.info.max_tokens <= WINDOW * RETRY_SHRINK
+    assert manager.after_overflow(retry, 400, "1261", "Prompt exceeds max length") is None
+
+
+def test_a_retry_that_cuts_input_leaves_output_room_for_a_short_estimate(
+    make_manager: Make,
+) -> None:
+    window = 3 * WINDOW  # room for output above the reserve after the cut
+    manager = make_manager(real_text_model_tokens=str(window))
+    request = canonical(agent_session(WINDOW, seed=13)) | {"max_tokens": window}
+    first = manager.prepare(request, manager.route(request), 1.0)
+    retry = manager.after_overflow(first, 400, "1261", "Prompt exceeds max length")
+    assert retry is not None and retry.info.truncated
+    inflated = retry.info.estimated_input_tokens / RETRY_SHRINK
+    assert inflated + retry.request["max_tokens"] <= window * RETRY_SHRINK * RETRY_MARGIN + 1
 
 
 def test_no_retry_for_other_errors_or_when_nothing_can_go(make_manager: Make) -> None:

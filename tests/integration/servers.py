@@ -64,6 +64,8 @@ class Gunicorn:
             "WEB_CONCURRENCY": str(workers),
             "GUNICORN_THREADS": str(threads),
             "GUNICORN_ACCESS_LOG": "",
+            # Below __exit__'s wait, so a stream left open never outlives the test's server.
+            "GUNICORN_GRACEFUL_TIMEOUT": "10",
             "PYTHONPATH": str(REPO_ROOT),
             **env,
         }
@@ -97,6 +99,20 @@ class Gunicorn:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        """Send the master a signal (SIGTERM: graceful stop; SIGHUP: reload)."""
+        assert self._process is not None, "not started"
+        self._process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the master to exit; its exit code (subprocess.TimeoutExpired if it does not)."""
+        assert self._process is not None, "not started"
+        return self._process.wait(timeout)
+
+    def running(self) -> bool:
+        """Whether the master is still running."""
+        return self._process is not None and self._process.poll() is None
 
     def pids(self) -> list[int]:
         """The master's pid and its workers' (Linux /proc; none before start)."""

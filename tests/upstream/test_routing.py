@@ -6,7 +6,8 @@ import pytest
 
 from config import Settings
 from errors import BadRequest
-from upstream.routing import Endpoint, choose_route, list_models
+from upstream.canonical import has_image
+from upstream.routing import IMAGE_NOTE, Endpoint, choose_route, fit_to_route, list_models
 
 TEXT = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
 IMAGE = [
@@ -105,3 +106,22 @@ def test_listed_models_follow_settings() -> None:
         "t-openai",
         "t-anthropic",
     ]
+
+
+@pytest.mark.parametrize("messages", [IMAGE_EARLIER, IMAGE_IN_TOOL_RESULT + IMAGE_EARLIER[1:]])
+def test_earlier_images_become_notes_for_a_text_model_on_the_openai_upstream(messages) -> None:
+    # z.ai's OpenAI-format upstream refuses images for glm-4.6; the latest turn has none here.
+    request = {"model": "glm-4.6-openai", "messages": messages, "max_tokens": 1}
+    fitted = fit_to_route(request, choose_route(request, Settings.from_env({})))
+    assert not any(has_image(m) for m in fitted["messages"])
+    assert IMAGE_NOTE in str(fitted["messages"])
+    assert request["messages"] == messages  # the client's request is not touched
+
+
+@pytest.mark.parametrize(
+    ("model", "messages"),
+    [("glm-4.6", IMAGE_EARLIER), ("glm-4.6-openai", IMAGE), ("glm-4.6v", IMAGE_EARLIER)],
+)
+def test_images_stay_where_the_route_takes_them(model: str, messages) -> None:
+    request = {"model": model, "messages": messages, "max_tokens": 1}
+    assert fit_to_route(request, choose_route(request, Settings.from_env({}))) is request
