@@ -9,6 +9,7 @@ from flask import Flask
 from api import completions, health, models
 from api import metrics as metrics_api
 from api.errors import register_error_handlers
+from api.memory import register_memory_trim
 from api.services import EXTENSION_KEY, Services
 from condensation import build_condenser, build_store
 from config import Settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(metrics_api.bp)
         metrics_api.register_request_metrics(app, metrics)
     register_error_handlers(app)
+    register_memory_trim(app)
     return app
 
 

@@ -1,7 +1,8 @@
 """Sustained streaming load: N concurrent clients through gunicorn, against a paced fake z.ai.
 
-Starts tests/fake_upstream.py in its own process with realistic pacing and the proxy under
-gunicorn (gthread, the project's gunicorn.conf.py), then runs the same client load twice:
+Starts tests/fake_upstream.py in its own process (benchmarks/fake_process.py) with realistic
+pacing and the proxy under gunicorn (gthread, the project's gunicorn.conf.py), then runs the
+same client load twice:
   direct: N clients POST /v1/messages (stream) straight to the fake's Anthropic endpoint;
   proxy:  the same N clients, same body, POSTed to the proxy's /v1/messages.
 Each client is a thread in this process (not the server's) with one persistent connection; it
@@ -17,8 +18,14 @@ byte p50/p99 for both runs and what the proxy adds, proxy CPU seconds per stream
 master + workers, /proc) and the peak summed VmRSS of the gunicorn processes (sampled every
 0.5 s). Targets: 0 errors, added TTFB p99 <= 50 ms, peak RSS <= 400 MB.
 
+With --mixed, SESSION_CLIENTS (20) of the N clients instead carry 150k-token agent sessions
+(tests/sessions.py), each looping count_tokens, a non-streaming request and a streaming one,
+growing by one exchange per round; the direct run sends the same sessions' requests (z.ai has
+no count_tokens: the proxy answers it itself). Reported per kind as well: latency (time to the
+whole answer; time to first byte for streams) p50/p99, direct and through the proxy.
+
     .venv/bin/python benchmarks/load.py [--streams 200] [--seconds 60] [--workers N]
-                                        [--threads N] [--quick]
+                                        [--threads N] [--quick] [--mixed]
 """
 
 from __future__ import annotations
@@ -28,11 +35,9 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,6 +45,7 @@ from urllib.parse import urlsplit
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.fake_process import start_fake  # noqa: E402
 from tests.integration.servers import Gunicorn  # noqa: E402
 
 KEY = "sk-load"
@@ -57,6 +63,9 @@ BODY = {
     "stream": True,
     "messages": [{"role": "user", "content": [{"type": "text", "text": PROMPT}]}],
 }
+SESSION_CLIENTS = 20
+SESSION_TOKENS = 150_000
+SESSION_MAX_TOKENS = 128  # the fake echoes: a short answer keeps a session's stream ~7 s
 TARGET_ADDED_P99_MS = 50.0
 TARGET_RSS_MB = 400.0
 
@@ -121,14 +130,72 @@ def client(url: str, when: dict[str, float], start: threading.Barrier, tally: Ta
         conn.close()
 
 
-def run_clients(url: str, streams: int, seconds: float) -> tuple[Tally, float]:
-    """Run `streams` clients for `seconds`; the tally and the wall time until the last ended."""
-    tally = Tally()
+def session_client(
+    url: str, session: dict, when: dict[str, float], start: threading.Barrier, tallies: Kinds
+) -> None:
+    """One 150k-token session: count_tokens (proxy only), a request, a stream; then it grows."""
+    parts = urlsplit(url)
+    headers = {"Content-Type": "application/json", "x-api-key": KEY}
+    body = json.loads(json.dumps(session)) | {"max_tokens": SESSION_MAX_TOKENS}
+    direct = "/api/anthropic/" in parts.path
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=300)
+    start.wait()
+    rounds = 0
+    while time.monotonic() < when["deadline"]:
+        for kind in ("count_tokens", "message", "stream"):
+            if kind == "count_tokens" and direct:
+                continue
+            path = parts.path + ("/count_tokens" if kind == "count_tokens" else "")
+            data = json.dumps(body | {"stream": kind == "stream"}).encode()
+            try:
+                began = time.perf_counter_ns()
+                conn.request("POST", path, body=data, headers=headers)
+                response = conn.getresponse()
+                first = response.read1(1)
+                ttfb = (time.perf_counter_ns() - began) / 1e6
+                rest = first + response.read()
+                whole = (time.perf_counter_ns() - began) / 1e6
+            except (OSError, http.client.HTTPException) as exc:
+                tallies[kind].error(f"exception {type(exc).__name__}")
+                conn.close()
+                conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80)
+                continue
+            if response.status != 200:
+                tallies[kind].error(f"status {response.status}")
+            elif kind == "stream" and b"event: message_stop" not in rest:
+                tallies[kind].error("no message_stop")
+            else:
+                tallies[kind].ok(ttfb if kind == "stream" else whole)
+        rounds += 1
+        body["messages"] = body["messages"] + [
+            {"role": "assistant", "content": [{"type": "text", "text": f"Step {rounds} done."}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": f"Go on with step {rounds + 1}."}],
+            },
+        ]
+    conn.close()
+
+
+Kinds = dict[str, Tally]
+
+
+def run_clients(
+    url: str, streams: int, seconds: float, sessions: list[dict] | None = None
+) -> tuple[Kinds, float]:
+    """Run `streams` clients for `seconds` (the first len(sessions) carry those sessions);
+    a tally per kind ("small" streams; "count_tokens", "message", "stream" of the sessions)
+    and the wall time until the last client ended."""
+    sessions = sessions or []
+    tallies: Kinds = {kind: Tally() for kind in ("small", "count_tokens", "message", "stream")}
     barrier = threading.Barrier(streams + 1)
     when: dict[str, float] = {}
     threads = [
-        threading.Thread(target=client, args=(url, when, barrier, tally), daemon=True)
-        for _ in range(streams)
+        threading.Thread(target=session_client, args=(url, s, when, barrier, tallies), daemon=True)
+        for s in sessions
+    ] + [
+        threading.Thread(target=client, args=(url, when, barrier, tallies["small"]), daemon=True)
+        for _ in range(streams - len(sessions))
     ]
     for thread in threads:
         thread.start()
@@ -137,7 +204,7 @@ def run_clients(url: str, streams: int, seconds: float) -> tuple[Tally, float]:
     barrier.wait()  # every client starts together, after the deadline is set
     for thread in threads:
         thread.join()
-    return tally, time.monotonic() - began
+    return tallies, time.monotonic() - began
 
 
 # ---------------------------------------------------------------------------- gunicorn memory
@@ -183,33 +250,6 @@ def shipped(name: str) -> int:
     return int(match.group(1))
 
 
-# ---------------------------------------------------------------------------- fake z.ai
-
-
-def start_fake() -> tuple[subprocess.Popen[bytes], str]:
-    command = [
-        sys.executable,
-        str(REPO_ROOT / "tests" / "fake_upstream.py"),
-        "--port",
-        "0",
-        "--event-delay",
-        str(EVENT_DELAY),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert process.stdout is not None
-    base = process.stdout.readline().decode().strip()
-    # The first event ~300 ms late: hold every stream before its first event for that long.
-    fault = {"kind": "hold", "after": 0, "seconds": FIRST_EVENT_SECONDS, "count": 10**9}
-    request = urllib.request.Request(
-        base + "/_fake/fault",
-        data=json.dumps(fault).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
-    return process, base
-
-
 # ---------------------------------------------------------------------------- report
 
 
@@ -229,6 +269,19 @@ def describe(name: str, tally: Tally, wall: float) -> None:
     )
 
 
+def describe_kind(kind: str, direct: Tally, proxy: Tally) -> None:
+    what = "TTFB" if kind == "stream" else "latency"
+    figures = []
+    for name, tally in (("direct", direct), ("proxy", proxy)):
+        if tally.completed or tally.error_count:
+            p50, p99 = percentile(tally.ttfb_ms, 50), percentile(tally.ttfb_ms, 99)
+            figures.append(
+                f"{name} {tally.completed} done, {tally.error_count} errors,"
+                f" p50 {p50:.0f} ms p99 {p99:.0f} ms"
+            )
+    print(f"  {kind:<12} {what}: " + " | ".join(figures))
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
@@ -240,12 +293,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="default: what gunicorn.conf.py ships")
     parser.add_argument("--threads", type=int, help="default: what gunicorn.conf.py ships")
     parser.add_argument("--quick", action="store_true", help="20 streams x 10 s")
+    parser.add_argument("--mixed", action="store_true", help="20 clients carry 150k sessions")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.seconds = 20, 10.0
     workers = args.workers if args.workers is not None else shipped("WEB_CONCURRENCY")
     threads = args.threads if args.threads is not None else shipped("GUNICORN_THREADS")
-    fake, base = start_fake()
+    sessions = []
+    if args.mixed:
+        from tests.sessions import agent_session
+
+        sessions = [agent_session(SESSION_TOKENS, seed=i) for i in range(SESSION_CLIENTS)]
+    # The fake keeps only its latest requests: 150k-token bodies would grow it by gigabytes.
+    fake, base = start_fake(event_delay=EVENT_DELAY, hold_seconds=FIRST_EVENT_SECONDS)
     try:
         env = {
             "UPSTREAM_BASE": base + "/api/anthropic",
@@ -267,25 +327,32 @@ def main() -> None:
             # Warm-up: one stream each, so imports and pools are not in the figures.
             run_clients(direct_url, 2, 0.1)
             run_clients(proxy_url, 2, 0.1)
-            direct, direct_wall = run_clients(direct_url, args.streams, args.seconds)
+            directs, direct_wall = run_clients(direct_url, args.streams, args.seconds, sessions)
             with RssSampler(server) as rss:
                 cpu_before = server.cpu_seconds()
-                proxy, proxy_wall = run_clients(proxy_url, args.streams, args.seconds)
+                proxies, proxy_wall = run_clients(proxy_url, args.streams, args.seconds, sessions)
                 cpu = server.cpu_seconds() - cpu_before
+            direct, proxy = directs["small"], proxies["small"]
             describe("direct", direct, direct_wall)
             describe("proxy", proxy, proxy_wall)
+            if sessions:
+                print(f"{len(sessions)} clients on ~{SESSION_TOKENS // 1000}k-token sessions:")
+                for kind in ("count_tokens", "message", "stream"):
+                    describe_kind(kind, directs[kind], proxies[kind])
             added50 = percentile(proxy.ttfb_ms, 50) - percentile(direct.ttfb_ms, 50)
             added99 = percentile(proxy.ttfb_ms, 99) - percentile(direct.ttfb_ms, 99)
-            per_stream = cpu / proxy.completed if proxy.completed else float("nan")
+            done = sum(tally.completed for tally in proxies.values())
+            per_stream = cpu / done if done else float("nan")
             rss_mb = rss.peak_kb / 1024
             print(f"added TTFB p50 {added50:+.1f} ms  p99 {added99:+.1f} ms")
             print(
-                f"proxy CPU {cpu:.2f} s total, {per_stream * 1000:.1f} ms per stream"
+                f"proxy CPU {cpu:.2f} s total, {per_stream * 1000:.1f} ms per request"
                 " (gunicorn master + workers)"
             )
             print(f"peak RSS {rss_mb:.1f} MB over {rss.processes} gunicorn processes")
-            errors = direct.error_count + proxy.error_count
-            print(f"target 0 errors: {verdict(proxy.error_count == 0)} ({errors} in all)")
+            proxy_errors = sum(tally.error_count for tally in proxies.values())
+            errors = proxy_errors + sum(tally.error_count for tally in directs.values())
+            print(f"target 0 errors: {verdict(proxy_errors == 0)} ({errors} in all)")
             print(
                 f"target added TTFB p99 <= {TARGET_ADDED_P99_MS:.0f} ms:"
                 f" {verdict(added99 <= TARGET_ADDED_P99_MS)}"
