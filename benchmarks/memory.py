@@ -160,12 +160,12 @@ def part_server() -> None:
 # ---------------------------------------------------------------------------- part 2: sessions
 
 
-def part_sessions(turns: int) -> None:
+def part_sessions(turns: int, tokens: int = SESSION_TOKENS) -> None:
     from tests.sessions import agent_session
 
-    sessions = [agent_session(SESSION_TOKENS, seed=100 + i) for i in range(SESSIONS)]
+    sessions = [agent_session(tokens, seed=100 + i) for i in range(SESSIONS)]
     print(
-        f"sessions: {SESSIONS} concurrent agent sessions of ~{SESSION_TOKENS // 1000}k tokens,"
+        f"sessions: {SESSIONS} concurrent agent sessions of ~{tokens // 1000}k tokens,"
         f" {turns} turns each (count_tokens + a request per turn), one process"
     )
     for label, extra in (("defaults", {}), ("larger", LARGER)):
@@ -174,8 +174,10 @@ def part_sessions(turns: int) -> None:
         print(
             f"  {label:<8} TIKTOKEN_CACHE_SIZE={sizes['TIKTOKEN_CACHE_SIZE']:>5}"
             f" CONTEXT_CACHE_SIZE={sizes['CONTEXT_CACHE_SIZE']:>4}:"
-            f" token cache hit ratio {figures['token_hit_ratio']:.3f},"
-            f" analysis cache hit ratio {figures['analysis_hit_ratio']:.3f},"
+            f" token cache hit ratio {figures['token_hit_ratio']:.3f}"
+            f" of {figures['token_lookups']} lookups,"
+            f" analysis cache hit ratio {figures['analysis_hit_ratio']:.3f}"
+            f" of {figures['analysis_lookups']} lookups,"
             f" median {figures['median_ms']:.0f} ms per call,"
             f" statuses {figures['statuses']}, RSS of this process after {figures['rss_mb']:.0f} MB"
         )
@@ -224,6 +226,9 @@ def run_sessions(sessions: list[dict[str, Any]], turns: int, extra: dict[str, st
     return {
         "token_hit_ratio": health["token_counter"]["hit_ratio"],
         "analysis_hit_ratio": health["context"]["analysis_cache"]["hit_ratio"],
+        "analysis_lookups": health["context"]["analysis_cache"]["hits"]
+        + health["context"]["analysis_cache"]["misses"],
+        "token_lookups": health["token_counter"]["hits"] + health["token_counter"]["misses"],
         "median_ms": statistics.median(timings),
         "statuses": statuses,
         "rss_mb": _rss_kb(os.getpid()) / 1024,
@@ -242,11 +247,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("server", "sessions", "all"), default="all")
     parser.add_argument("--turns", type=int, default=4, help="turns per session (part 2)")
+    parser.add_argument(
+        "--session-tokens",
+        type=int,
+        default=SESSION_TOKENS,
+        help="part 2; above the 200k window the analysis cache (cuts) takes part",
+    )
     args = parser.parse_args()
     if args.part in ("server", "all"):
         part_server()
     if args.part in ("sessions", "all"):
-        part_sessions(args.turns)
+        part_sessions(args.turns, args.session_tokens)
 
 
 if __name__ == "__main__":
