@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.fake_upstream import FakeUpstream, Plan  # noqa: E402
+from tests.fake_upstream import FakeUpstream, Plan, serve_announced  # noqa: E402
 
 KEEP = 50
 
@@ -79,14 +79,7 @@ def main() -> None:
     parser.add_argument("--keep", type=int, default=KEEP, help="recorded requests kept")
     args = parser.parse_args()
     fake = ForgetfulFake("127.0.0.1", args.port, event_delay=args.event_delay, keep=args.keep)
-    fake._bind()
-    print(fake.base_url, flush=True)  # the parent reads this line
-    try:
-        fake.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_announced(fake)
 
 
 if __name__ == "__main__":

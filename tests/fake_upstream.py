@@ -174,6 +174,11 @@ def main(argv: list[str] | None = None) -> None:
         event_delay=args.event_delay,
         check_signatures=args.check_signatures,
     )
+    serve_announced(fake)
+
+
+def serve_announced(fake: FakeUpstream) -> None:
+    """Bind, print the base URL (a parent process reads that line), serve until interrupted."""
     fake._bind()
     print(fake.base_url, flush=True)  # noqa: T201 - the parent process reads this line
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -28,6 +29,19 @@ def _fresh_fake(fake: FakeUpstream) -> None:
 @pytest.fixture(autouse=True)
 def _sockets_checked(collect_garbage: None) -> None:
     """Every integration test opens sockets; leaks fail the test that made them."""
+
+
+@contextmanager
+def events_paced(fake: FakeUpstream, delay: float) -> Iterator[FakeUpstream]:
+    """The shared fake with `delay` seconds between stream events; its holds released and
+    its pace restored afterwards."""
+    previous = fake.event_delay
+    fake.event_delay = delay
+    try:
+        yield fake
+    finally:
+        fake.release()
+        fake.event_delay = previous
 
 
 def proxy_env(fake: FakeUpstream, **extra: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fake_upstream import FakeUpstream
+from tests.integration.conftest import events_paced
 from tests.integration.servers import Gunicorn
 from tests.integration.streams import chat, iter_sse_data, text_of
 
@@ -21,12 +22,8 @@ ABORT_WAIT_SECONDS = 10.0
 @pytest.fixture
 def paced(fake: FakeUpstream) -> Iterator[FakeUpstream]:
     """The shared fake with a pause between stream events, restored afterwards."""
-    previous = fake.event_delay
-    fake.event_delay = EVENT_DELAY
-    try:
-        yield fake
-    finally:
-        fake.event_delay = previous
+    with events_paced(fake, EVENT_DELAY) as slowed:
+        yield slowed
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from tests.fake_upstream import FakeUpstream
-from tests.integration.conftest import proxy_env
+from tests.integration.conftest import events_paced, proxy_env
 from tests.integration.servers import Gunicorn
 
 # 43 text deltas of the fake's 8 characters; paced 0.1 s apart, a stream lasts about 5 s.
@@ -158,13 +158,8 @@ def assert_complete(stream: Stream, deltas: int) -> None:
 @pytest.fixture
 def held(fake: FakeUpstream) -> Iterator[FakeUpstream]:
     """The shared fake, pacing its stream events; its holds are released at the end."""
-    previous = fake.event_delay
-    fake.event_delay = EVENT_DELAY
-    try:
-        yield fake
-    finally:
-        fake.release()
-        fake.event_delay = previous
+    with events_paced(fake, EVENT_DELAY) as paced:
+        yield paced
 
 
 @contextmanager
