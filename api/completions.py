@@ -27,7 +27,7 @@ from context.validation import validate_conversation
 from errors import BadRequest
 from upstream import anthropic_format, openai_format
 from upstream import canonical as c
-from upstream.routing import fit_to_route
+from upstream.routing import Route, fit_to_route
 from upstream.sse import json_bytes
 
 logger = logging.getLogger(__name__)
@@ -71,13 +71,18 @@ def count_tokens() -> dict[str, int]:
     upstream_key(request.headers, settings)
     body = _read_body(settings)
     canonical = anthropic_format.parse_request(body, require_max_tokens=False)
-    route = services.context.route(canonical)
-    canonical = fit_to_route(canonical, route)
+    canonical, route = _routed(services, canonical)
     factor = scale_factor(settings.anthropic_expected_tokens, route.window)
     # count_tokens never calls the upstream: the size the context manager would forward.
     return {
         "input_tokens": scale_count(services.context.predict_input_tokens(canonical, route), factor)
     }
+
+
+def _routed(services: Services, canonical: c.Request) -> tuple[c.Request, Route]:
+    """The route for a request, and the request as that upstream takes it (counted so)."""
+    route = services.context.route(canonical)
+    return fit_to_route(canonical, route), route
 
 
 def _read_body(settings: Settings) -> dict[str, Any]:
@@ -92,8 +97,7 @@ def complete(services: Services, canonical: c.Request, client: ClientFormat, key
     if problems := validate_conversation(canonical["messages"], canonical.get("system")):  # type: ignore[arg-type]
         raise BadRequest("conversation is not valid: " + "; ".join(problems[:5]), param="messages")
     context = services.context
-    route = context.route(canonical)
-    canonical = fit_to_route(canonical, route)
+    canonical, route = _routed(services, canonical)
     prepared = context.prepare(canonical, route, scale_factor(client.expected_window, route.window))
     call = UpstreamCall(services, key, _forwarded_headers())
     logger.debug(

@@ -34,7 +34,11 @@ def find_trim() -> Callable[[], None] | None:
         return None
     malloc_trim.argtypes = [ctypes.c_size_t]
     malloc_trim.restype = ctypes.c_int
-    return lambda: malloc_trim(0) and None
+
+    def trim() -> None:
+        malloc_trim(0)  # 1 if memory went back, 0 if there was none to give: either is fine
+
+    return trim
 
 
 def register_memory_trim(app: Flask, threshold: int = TRIM_AFTER_BYTES) -> bool:

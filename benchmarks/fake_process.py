@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests.fake.constants import ANTHROPIC_PREFIX, OPENAI_PREFIX  # noqa: E402
 from tests.fake_upstream import FakeUpstream, Plan, serve_announced  # noqa: E402
 
 KEEP = 50
@@ -59,6 +60,11 @@ def start_fake(
         fault = {"kind": "hold", "after": 0, "seconds": hold_seconds, "count": 10**9}
         control(base, "fault", fault)
     return process, base
+
+
+def upstream_env(base: str) -> dict[str, str]:
+    """The proxy's settings that point it at the fake serving at `base` (its base_url)."""
+    return {"UPSTREAM_BASE": base + ANTHROPIC_PREFIX, "OPENAI_UPSTREAM_BASE": base + OPENAI_PREFIX}
 
 
 def control(base: str, action: str, payload: object = None) -> object:

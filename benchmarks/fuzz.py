@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import create_app  # noqa: E402
+from benchmarks.fake_process import upstream_env  # noqa: E402
 from config import Settings  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 from tests.fuzz_bodies import CHAT, COUNT_TOKENS, MESSAGES, Case, cases  # noqa: E402
@@ -65,8 +66,7 @@ def main() -> int:
     problems: Counter[str] = Counter()
     with FakeUpstream() as fake, tempfile.TemporaryDirectory() as store:
         env = {
-            "UPSTREAM_BASE": fake.anthropic_base,
-            "OPENAI_UPSTREAM_BASE": fake.openai_base,
+            **upstream_env(fake.base_url),
             "CACHE_DIR": store,
             "UPSTREAM_RETRY_BACKOFF": "0.01",
             "LOG_LEVEL": "CRITICAL",  # the app logs every 4xx; the histogram says it

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.fake_process import start_fake  # noqa: E402
+from benchmarks.fake_process import start_fake, upstream_env  # noqa: E402
 from tests.integration.servers import Gunicorn  # noqa: E402
 
 KEY = "sk-load"
@@ -307,10 +307,7 @@ def main() -> None:
     # The fake keeps only its latest requests: 150k-token bodies would grow it by gigabytes.
     fake, base = start_fake(event_delay=EVENT_DELAY, hold_seconds=FIRST_EVENT_SECONDS)
     try:
-        env = {
-            "UPSTREAM_BASE": base + "/api/anthropic",
-            "OPENAI_UPSTREAM_BASE": base + "/api/coding/paas/v4",
-        }
+        env = upstream_env(base)
         for name in ("UPSTREAM_POOL_SIZE",):  # the server's own knobs, passed through
             if name in os.environ:
                 env[name] = os.environ[name]

@@ -5,7 +5,7 @@ fake z.ai in its own process (benchmarks/fake_process.py). It prints the summed 
 gunicorn master and workers after a warm-up and then after each of:
   - 10,000 small non-streaming requests in a row (32 clients, keep-alive), sampled every 1,000;
   - three 30 MB bodies (one user message of 30 MB of text: under MAX_REQUEST_BYTES, so the
-    proxy reads, parses and counts it, then answers 400 as no model takes it);
+    proxy reads, parses and counts it, then cuts the message to the window and forwards it);
   - 200 concurrent streams for 10 s (peak during, level after).
 What it looks for: no growth that the caches' configured bounds do not explain (the level after
 the first 1,000 requests holds within a few MB to the 10,000th; the 30 MB bodies and the 200
@@ -40,8 +40,14 @@ from urllib.parse import urlsplit
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.fake_process import start_fake  # noqa: E402
-from benchmarks.load import RssSampler, run_clients  # noqa: E402
+from benchmarks.fake_process import start_fake, upstream_env  # noqa: E402
+from benchmarks.load import (  # noqa: E402
+    EVENT_DELAY,
+    FIRST_EVENT_SECONDS,
+    RssSampler,
+    run_clients,
+    shipped,
+)
 from tests.integration.servers import Gunicorn, _rss_kb  # noqa: E402
 
 KEY = "sk-memory"
@@ -100,13 +106,10 @@ def post_many(url: str, body: bytes, count: int, clients: int = 32) -> dict[int,
 
 
 def part_server() -> None:
-    fake, base = start_fake(event_delay=0.1, hold_seconds=0.3)
-    env = {
-        "UPSTREAM_BASE": base + "/api/anthropic",
-        "OPENAI_UPSTREAM_BASE": base + "/api/coding/paas/v4",
-    }
+    fake, base = start_fake(event_delay=EVENT_DELAY, hold_seconds=FIRST_EVENT_SECONDS)
+    workers, threads = shipped("WEB_CONCURRENCY"), shipped("GUNICORN_THREADS")
     try:
-        with Gunicorn(env, workers=2, threads=128) as server:
+        with Gunicorn(upstream_env(base), workers=workers, threads=threads) as server:
             url = server.url + "/v1/messages"
             print(f"server: gunicorn {len(server.pids()) - 1} workers, shipped settings")
             post_many(url, json.dumps(SMALL).encode(), 100)
@@ -191,8 +194,7 @@ def run_sessions(sessions: list[dict[str, Any]], turns: int, extra: dict[str, st
 
     with FakeUpstream() as fake, tempfile.TemporaryDirectory() as store:
         env = {
-            "UPSTREAM_BASE": fake.anthropic_base,
-            "OPENAI_UPSTREAM_BASE": fake.openai_base,
+            **upstream_env(fake.base_url),
             "CACHE_DIR": store,
             "LOG_LEVEL": "CRITICAL",
             **extra,
