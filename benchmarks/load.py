@@ -8,6 +8,12 @@ same client load twice:
 Each client is a thread in this process (not the server's) with one persistent connection; it
 loops: send, read the whole stream, repeat until --seconds are up (the last stream finishes).
 
+Arrivals: by default (spread) client i starts i/N of one stream's length after the first, so
+200 streams are always in flight and requests arrive steadily, as from independent users. With
+--arrivals together every client starts at once; as every stream lasts as long, they stay in
+lockstep and each round is a burst of N simultaneous requests: that measures a burst (each
+worker sets up N/workers requests at the same instant), not steady load.
+
 Pacing: the fake's `event_delay=0.1` gives 10 events/s. The fake has no "first event delay",
 so a `hold` fault (after=0, seconds=0.3, a huge count) stands in for it: the fake sends the
 response head at once, then waits 0.3 s before the first SSE event. The echoed prompt is long
@@ -26,6 +32,7 @@ whole answer; time to first byte for streams) p50/p99, direct and through the pr
 
     .venv/bin/python benchmarks/load.py [--streams 200] [--seconds 60] [--workers N]
                                         [--threads N] [--quick] [--mixed]
+                                        [--arrivals spread|together]
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ BODY = {
 SESSION_CLIENTS = 20
 SESSION_TOKENS = 150_000
 SESSION_MAX_TOKENS = 128  # the fake echoes: a short answer keeps a session's stream ~7 s
+STREAM_SECONDS = FIRST_EVENT_SECONDS + 55 * EVENT_DELAY  # one small stream, about 5.8 s
 TARGET_ADDED_P99_MS = 50.0
 TARGET_RSS_MB = 400.0
 
@@ -93,13 +101,17 @@ class Tally:
         return sum(self.errors.values())
 
 
-def client(url: str, when: dict[str, float], start: threading.Barrier, tally: Tally) -> None:
-    """One streaming client: POST, read the whole stream, repeat until when["deadline"]."""
+def client(
+    url: str, when: dict[str, float], start: threading.Barrier, tally: Tally, delay: float = 0.0
+) -> None:
+    """One streaming client: after `delay` s, POST, read the whole stream, repeat until
+    when["deadline"]."""
     parts = urlsplit(url)
     headers = {"Content-Type": "application/json", "x-api-key": KEY}
     data = json.dumps(BODY).encode()
     conn: http.client.HTTPConnection | None = None
     start.wait()
+    time.sleep(delay)
     deadline = when["deadline"]  # set before the barrier let this thread through
     while time.monotonic() < deadline:
         if conn is None:
@@ -131,15 +143,22 @@ def client(url: str, when: dict[str, float], start: threading.Barrier, tally: Ta
 
 
 def session_client(
-    url: str, session: dict, when: dict[str, float], start: threading.Barrier, tallies: Kinds
+    url: str,
+    session: dict,
+    when: dict[str, float],
+    start: threading.Barrier,
+    tallies: Kinds,
+    delay: float = 0.0,
 ) -> None:
-    """One 150k-token session: count_tokens (proxy only), a request, a stream; then it grows."""
+    """One 150k-token session, after `delay` s: count_tokens (proxy only), a request, a stream;
+    then it grows."""
     parts = urlsplit(url)
     headers = {"Content-Type": "application/json", "x-api-key": KEY}
     body = json.loads(json.dumps(session)) | {"max_tokens": SESSION_MAX_TOKENS}
     direct = "/api/anthropic/" in parts.path
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=300)
     start.wait()
+    time.sleep(delay)
     rounds = 0
     while time.monotonic() < when["deadline"]:
         for kind in ("count_tokens", "message", "stream"):
@@ -181,21 +200,32 @@ Kinds = dict[str, Tally]
 
 
 def run_clients(
-    url: str, streams: int, seconds: float, sessions: list[dict] | None = None
+    url: str,
+    streams: int,
+    seconds: float,
+    sessions: list[dict] | None = None,
+    spread: bool = False,
 ) -> tuple[Kinds, float]:
     """Run `streams` clients for `seconds` (the first len(sessions) carry those sessions);
     a tally per kind ("small" streams; "count_tokens", "message", "stream" of the sessions)
-    and the wall time until the last client ended."""
+    and the wall time until the last client ended. Clients start together (lockstep: every
+    stream lasts as long, so they stay in waves of N arrivals) or, with `spread`, evenly over
+    one stream's length, as independent users arrive."""
     sessions = sessions or []
+    delays = [i * STREAM_SECONDS / streams if spread else 0.0 for i in range(streams)]
     tallies: Kinds = {kind: Tally() for kind in ("small", "count_tokens", "message", "stream")}
     barrier = threading.Barrier(streams + 1)
     when: dict[str, float] = {}
     threads = [
-        threading.Thread(target=session_client, args=(url, s, when, barrier, tallies), daemon=True)
-        for s in sessions
+        threading.Thread(
+            target=session_client, args=(url, s, when, barrier, tallies, delay), daemon=True
+        )
+        for s, delay in zip(sessions, delays, strict=False)
     ] + [
-        threading.Thread(target=client, args=(url, when, barrier, tallies["small"]), daemon=True)
-        for _ in range(streams - len(sessions))
+        threading.Thread(
+            target=client, args=(url, when, barrier, tallies["small"], delay), daemon=True
+        )
+        for delay in delays[len(sessions) :]
     ]
     for thread in threads:
         thread.start()
@@ -294,6 +324,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="default: what gunicorn.conf.py ships")
     parser.add_argument("--quick", action="store_true", help="20 streams x 10 s")
     parser.add_argument("--mixed", action="store_true", help="20 clients carry 150k sessions")
+    parser.add_argument(
+        "--arrivals",
+        choices=("spread", "together"),
+        default="spread",
+        help="spread: clients start evenly over one stream's length, as independent users do;"
+        " together: all at once, so every round is a burst of N simultaneous requests",
+    )
     args = parser.parse_args()
     if args.quick:
         args.streams, args.seconds = 20, 10.0
@@ -317,17 +354,22 @@ def main() -> None:
                 f" gunicorn gthread workers={workers} threads={threads}"
                 f" UPSTREAM_POOL_SIZE={env.get('UPSTREAM_POOL_SIZE', 'default')};"
                 f" fake: first event after {FIRST_EVENT_SECONDS * 1000:.0f} ms (hold fault),"
-                f" then {1 / EVENT_DELAY:.0f} events/s; {os.cpu_count()} CPUs"
+                f" then {1 / EVENT_DELAY:.0f} events/s; {os.cpu_count()} CPUs;"
+                f" arrivals {args.arrivals}"
             )
             direct_url = base + "/api/anthropic/v1/messages"
             proxy_url = server.url + "/v1/messages"
             # Warm-up: one stream each, so imports and pools are not in the figures.
             run_clients(direct_url, 2, 0.1)
             run_clients(proxy_url, 2, 0.1)
-            directs, direct_wall = run_clients(direct_url, args.streams, args.seconds, sessions)
+            directs, direct_wall = run_clients(
+                direct_url, args.streams, args.seconds, sessions, args.arrivals == "spread"
+            )
             with RssSampler(server) as rss:
                 cpu_before = server.cpu_seconds()
-                proxies, proxy_wall = run_clients(proxy_url, args.streams, args.seconds, sessions)
+                proxies, proxy_wall = run_clients(
+                    proxy_url, args.streams, args.seconds, sessions, args.arrivals == "spread"
+                )
                 cpu = server.cpu_seconds() - cpu_before
             direct, proxy = directs["small"], proxies["small"]
             describe("direct", direct, direct_wall)
