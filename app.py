@@ -18,6 +18,7 @@ from context.manager import ContextManager
 from metrics import Metrics
 from tokens import build_counter
 from upstream.client import build_upstream
+from vision import build_describer
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -37,10 +38,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.enable_ai_condensation:
         condenser = build_condenser(settings, upstream, store, metrics)
     calibration = Calibration(store, settings.condensation_cache_ttl, counter.mode == "exact")
+    describer = build_describer(settings, upstream, store, metrics)
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         upstream=upstream,
-        context=ContextManager(settings, counter, condenser, metrics, calibration),
+        context=ContextManager(settings, counter, condenser, metrics, calibration, describer),
         metrics=metrics,
     )
     for blueprint in (health.bp, models.bp, completions.bp):

@@ -36,6 +36,14 @@ class Strategy(enum.Enum):
     SMART_TRUNCATION = "smart_truncation"  # no AI call: bulky old blocks become placeholders
 
 
+class VisionRouting(enum.Enum):
+    """Where requests holding images go (issue 12)."""
+
+    AUTO = "auto"  # vision model for a recent image when the request fits it; else descriptions
+    VISION = "vision"  # the vision model whenever the latest user turn has an image
+    DESCRIBE = "describe"  # always the text model, each image replaced by its description
+
+
 class EndpointPreference(enum.Enum):
     """Which z.ai upstream format serves text requests."""
 
@@ -217,6 +225,15 @@ class Settings:
     base_image_tokens: int = env("BASE_IMAGE_TOKENS", "85", _int)
     image_tokens_per_char: float = env("IMAGE_TOKENS_PER_CHAR", "0.25", _float)
     fixed_image_tokens: int = env("FIXED_IMAGE_TOKENS", "1000", _int)
+
+    # --- images in long sessions: described once by the vision model, for the text model
+    vision_routing: VisionRouting = env("VISION_ROUTING", "auto", _parse_choice(VisionRouting))
+    # auto: the vision model serves a request with an image in the last this-many human turns
+    # (user messages with text, not only tool results), if the request fits it.
+    image_age_threshold: int = env("IMAGE_AGE_THRESHOLD", "3", _int)
+    image_description_max_tokens: int = env("IMAGE_DESCRIPTION_MAX_TOKENS", "800", _positive_int)
+    # Descriptions are kept this long in the shared store (a session can last a day).
+    image_description_cache_ttl: float = env("IMAGE_DESCRIPTION_CACHE_TTL", "86400", _seconds)
 
     # --- context management (DESIGN.md §4): risk bands, output reserve, truncation, reporting
     enable_ai_condensation: bool = env("ENABLE_AI_CONDENSATION", "true", _parse_bool)

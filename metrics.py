@@ -111,6 +111,13 @@ class Metrics:
             "Requests forwarded with a condensation found in the shared store.",
             registry=self.registry,
         )
+        self._descriptions = Counter(
+            PREFIX + "image_descriptions",
+            "Image descriptions needed, by result: made (a vision call), cache_hit (found in the"
+            " shared store), failed (the call failed or timed out: placeholder or vision route).",
+            ["result"],
+            registry=self.registry,
+        )
         self._queue_wait = Histogram(
             PREFIX + "upstream_queue_wait_seconds",
             "Seconds upstream calls waited for a slot (UPSTREAM_MAX_CONCURRENCY), by outcome.",
@@ -150,6 +157,10 @@ class Metrics:
         if summary_calls:
             self._summary_calls.inc(summary_calls)
             self._condensation_seconds.observe(seconds)
+
+    def record_image_description(self, result: str) -> None:
+        """Count one image description: "made", "cache_hit" or "failed"."""
+        self._descriptions.labels(result=result).inc()
 
     def record_token_cache(self, hits: int, misses: int) -> None:
         """Count one request's token-cache hits and misses."""

@@ -32,7 +32,7 @@ def stream_response(call: UpstreamCall, prepared: Prepared, client: ClientFormat
     free, else after the headers (behind keepalives)."""
     model = prepared.route.requested_model
     gate = call.services.upstream.gate
-    slot = None if prepared.pending_condensation else gate.try_enter(call.key)
+    slot = None if prepared.pending else gate.try_enter(call.key)
     if slot is not None:
         prepared, events = call.with_retry(prepared, partial(call.open_stream, slot=slot))
         body = _stream_body(call, prepared, events, client, model)

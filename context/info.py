@@ -36,6 +36,11 @@ class ContextInfo:
     processing_time_ms: float
     cache_hit: bool
     scale_factor: float
+    # Images (issue 12): replaced by descriptions for the text model / sent as images, and the
+    # VISION_ROUTING mode that chose.
+    images_described: int = 0
+    images_forwarded: int = 0
+    vision_routing: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (enums as their names, figures rounded)."""

@@ -19,12 +19,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import cachetools
 
-from config import Settings, Strategy, UsageReporting
+from config import Settings, Strategy, UsageReporting, VisionRouting
 from context.calibration import Calibration, Counted
 from context.digests import one_serialisation
 from context.info import ContextInfo
@@ -44,7 +44,8 @@ from errors import BadRequest
 from tokens import MessageCounts, TokenCounter
 from upstream import canonical as c
 from upstream.blocks import thinking_budget
-from upstream.routing import Route, choose_route
+from upstream.routing import Route, asks_for_vision, choose_route, text_route, vision_route
+from vision.images import ImageSite, Place, has_recent_image, image_sites, with_descriptions
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ logger = logging.getLogger(__name__)
 RETRY_SHRINK = 0.85
 # With one, it aims this far below the budget the stated count implies.
 RETRY_MARGIN = 0.98
+# auto routing: a request with a recent image goes to the vision model if it takes at most this
+# share of the vision window (the rest is the answer's, and room for counting's error).
+VISION_FIT_SHARE = 0.8
 CONDENSING_ACTIONS = frozenset(
     {Action.CONDENSATION_LIGHT, Action.CONDENSATION_AGGRESSIVE, Action.EMERGENCY_TRUNCATION}
 )
@@ -104,6 +108,20 @@ class Condenser(Protocol):
         ...
 
 
+class ImageDescriber(Protocol):
+    """What the manager needs to put descriptions where images were (vision.Describer)."""
+
+    def stored(self, sites: list[ImageSite], tally: bool = False) -> dict[Place, str]:
+        """The descriptions already made, by place (fast)."""
+        ...
+
+    def describe(self, sites: list[ImageSite], api_key: str) -> dict[Place, str | None]:
+        """A description for every site, None where its call failed; may block for seconds."""
+        ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
 class Observer(Protocol):
     """Who hears each decision (metrics)."""
 
@@ -126,6 +144,16 @@ class Prepared:
     # How much bigger than the estimate calibration found the conversation (>= 1), kept for
     # what is cut or condensed from it.
     short: float = 1.0
+    # Images whose descriptions are still to make (slow work, like condensation), the client's
+    # request they belong to and the descriptions already found for its other images.
+    images_pending: tuple[ImageSite, ...] = ()
+    original: c.Request | None = None
+    descriptions: dict[Place, str | None] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> bool:
+        """Slow work still to run (`finish`): condensation or image descriptions."""
+        return self.pending_condensation or bool(self.images_pending)
 
 
 @dataclass(frozen=True)
@@ -162,9 +190,11 @@ class ContextManager:
         condenser: Condenser | None = None,
         observer: Observer | None = None,
         calibration: Calibration | None = None,
+        describer: ImageDescriber | None = None,
     ) -> None:
         self.settings = settings
         self.counter = counter
+        self.describer = describer
         self.calibration = calibration if settings.enable_usage_calibration else None
         self.condenser = condenser if settings.enable_ai_condensation else None
         self._observer = observer
@@ -182,18 +212,54 @@ class ContextManager:
     # ------------------------------------------------------------------------ public
 
     def route(self, request: c.Request) -> Route:
-        """Where a request goes (routing consults the manager: size-aware routing lands here)."""
-        return choose_route(request, self.settings)
+        """Where a request goes: VISION_ROUTING decides for requests that hold images.
+
+        vision (or no describer): the vision model when the latest user turn has an image.
+        auto: the vision model when an image sits in the last IMAGE_AGE_THRESHOLD human turns
+        and the whole request fits VISION_FIT_SHARE of its window; else the text model with
+        descriptions. describe: always the text model with descriptions. A client that names
+        the vision model gets it in every mode.
+        """
+        settings = self.settings
+        requested = request["model"]
+        mode = settings.vision_routing
+        if self.describer is None or mode is VisionRouting.VISION:
+            return choose_route(request, settings)
+        if asks_for_vision(requested, settings):
+            return vision_route(requested, settings)
+        messages = request["messages"]
+        if not any(c.has_image(m) for m in messages):
+            return text_route(requested, settings)
+        recent = has_recent_image(messages, settings.image_age_threshold)
+        if mode is VisionRouting.AUTO and recent and self._fits_vision(request):
+            return vision_route(requested, settings)
+        return text_route(requested, settings, describe_images=True)
 
     def prepare(self, request: c.Request, route: Route, scale: float) -> Prepared:
         """Decide what to forward for `request` on `route`; raises PromptTooLongError.
 
-        Fast (counting and truncation); condensation, when due, is left pending for `finish`.
+        Fast (counting and truncation); condensation and descriptions not made yet, when due,
+        are left pending for `finish`. On a describing route every image with a description
+        made already is replaced by it now.
         """
         with one_serialisation():
-            return self._prepare(request, route, scale)
+            if not route.describe_images:
+                return self._prepare(request, route, scale)
+            sites = image_sites(request["messages"])
+            found = self._stored_descriptions(sites, tally=True)
+            pending = tuple(site for site in sites if site.place not in found)
+            described = with_descriptions(request, found)
+            prepared = self._prepare(described, route, scale, len(found) if not pending else 0)
+            if not pending:
+                return prepared
+            return replace(
+                prepared, images_pending=pending, original=request, descriptions=dict(found)
+            )
 
-    def _prepare(self, request: c.Request, route: Route, scale: float) -> Prepared:
+    def _prepare(
+        self, request: c.Request, route: Route, scale: float, described: int = 0
+    ) -> Prepared:
+        """The decision for `request` (`described`: images it had replaced by descriptions)."""
         started = time.perf_counter()
         count = self._count_for(route)
         m = self._measure(request, route, count)
@@ -202,9 +268,10 @@ class ContextManager:
         level = grade(budget.utilization(size.tokens), self._bands)
         action = action_for(level)
         pending = self.condenser is not None and action in CONDENSING_ACTIONS
+        images_pending = any(c.has_image(m) for m in request["messages"]) and route.describe_images
         fitted, cache_hit = (
             (None, False)
-            if pending
+            if pending or images_pending
             else self._fit(effective, counts, _calibrated_budget(budget, size, counts), count)
         )
         forwarded, forwarded_counts = _chosen(effective, counts, fitted)
@@ -240,25 +307,65 @@ class ContextManager:
             processing_time_ms=(time.perf_counter() - started) * 1000,
             cache_hit=cache_hit or bool(view and view.cache_hit),
             scale_factor=scale,
+            images_described=described,
+            images_forwarded=_images_in(forwarded),
+            vision_routing=self.settings.vision_routing.value,
         )
         prepared = Prepared(
             route, forwarded, effective, counts, view, budget, info, pending,
             forwarded_counts.total, short,
         )  # fmt: skip
-        if not pending:
+        if not pending and not images_pending:
             self._done(prepared)
         return prepared
 
     def finish(self, prepared: Prepared, api_key: str) -> Prepared:
         """Run pending condensation (may block), then fit what is left; a no-op otherwise.
 
-        A failed condensation never fails the request: truncation takes over. `api_key` is the
-        key summary calls are made with.
+        Descriptions come first: the conversation they complete is what is graded and condensed.
+        A failed condensation never fails the request: truncation takes over; a failed
+        description leaves a placeholder, or (auto) the vision model takes a request it fits.
+        `api_key` is the key summary and description calls are made with.
         """
+        if prepared.images_pending:
+            prepared = self._finish_images(prepared, api_key)
         if not prepared.pending_condensation or self.condenser is None:
             return prepared
         with one_serialisation():
             return self._finish(prepared, api_key)
+
+    def _finish_images(self, prepared: Prepared, api_key: str) -> Prepared:
+        """Make the descriptions still missing and decide again with every one in place."""
+        assert self.describer is not None and prepared.original is not None  # prepare() set
+        made = self.describer.describe(list(prepared.images_pending), api_key)
+        original, route = prepared.original, prepared.route
+        with one_serialisation():
+            if None in made.values() and self._vision_fallback(original):
+                vision = vision_route(route.requested_model, self.settings)
+                scale = prepared.info.scale_factor * route.window / vision.window
+                return self._prepare(original, vision, scale)
+            descriptions = prepared.descriptions | made
+            request = with_descriptions(original, descriptions)
+            return self._prepare(request, route, prepared.info.scale_factor, len(descriptions))
+
+    def _vision_fallback(self, request: c.Request) -> bool:
+        """auto: a request whose description failed goes to the vision model if it fits."""
+        return self.settings.vision_routing is VisionRouting.AUTO and self._fits_vision(request)
+
+    def _fits_vision(self, request: c.Request) -> bool:
+        """True when the whole request, images by their pixels, fits VISION_FIT_SHARE of the
+        vision model's window."""
+        tokens = self.counter.count_messages(request, "openai").total
+        return tokens <= VISION_FIT_SHARE * self.settings.real_vision_model_tokens
+
+    def _stored_descriptions(self, sites: list[ImageSite], tally: bool) -> dict[Place, str]:
+        if not sites or self.describer is None:
+            return {}
+        try:
+            return self.describer.stored(sites, tally)
+        except Exception:  # a broken store: the descriptions are made again
+            logger.exception("IMAGE stored descriptions could not be read")
+            return {}
 
     def _finish(self, prepared: Prepared, api_key: str) -> Prepared:
         assert self.condenser is not None  # finish() checked
@@ -335,6 +442,9 @@ class ContextManager:
             return self._predict(request, route)
 
     def _predict(self, request: c.Request, route: Route) -> int:
+        if route.describe_images:  # made descriptions count as themselves, the rest estimated
+            found = self._stored_descriptions(image_sites(request["messages"]), tally=False)
+            request = with_descriptions(request, found)
         count = self._count_for(route)
         m = self._measure(request, route, count)
         if self.settings.usage_reporting is UsageReporting.CONVERSATION:
@@ -385,6 +495,7 @@ class ContextManager:
             else 0.0,
             "condensation": self.condenser.stats() if self.condenser is not None else None,
             "calibration": self.calibration.stats() if self.calibration is not None else None,
+            "image_descriptions": self.describer.stats() if self.describer is not None else None,
             "switches": {
                 "ai_condensation": self.settings.enable_ai_condensation,
                 "condenser_present": self.condenser is not None,
@@ -392,6 +503,8 @@ class ContextManager:
                 "usage_reporting": self.settings.usage_reporting.value,
                 "token_counting": self.counter.mode,
                 "usage_calibration": self.calibration is not None,
+                "vision_routing": self.settings.vision_routing.value,
+                "image_age_threshold": self.settings.image_age_threshold,
                 "thresholds": {
                     "caution": self._bands.caution,
                     "warning": self._bands.warning,
@@ -405,9 +518,10 @@ class ContextManager:
 
     def _count_for(self, route: Route) -> Callable[[c.Request], MessageCounts]:
         wire = route.endpoint.value
+        described = route.describe_images  # images left are descriptions not made yet
 
         def count(request: c.Request) -> MessageCounts:
-            return self.counter.count_messages(request, wire)  # type: ignore[arg-type]
+            return self.counter.count_messages(request, wire, described)  # type: ignore[arg-type]
 
         return count
 
@@ -652,6 +766,11 @@ def _calibrated_budget(budget: Budget, size: Counted, counts: MessageCounts) -> 
         return budget
     estimated_input = math.floor(budget.input / short)
     return Budget(budget.window, budget.window - max(1, estimated_input))
+
+
+def _images_in(request: c.Request) -> int:
+    """Image blocks a request forwards (directly and inside tool results)."""
+    return len(image_sites(request["messages"]))
 
 
 def _chosen(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from werkzeug.test import TestResponse
 
 from app import create_app
 from config import Settings
+from upstream import canonical as c
+from upstream.routing import Route
 
 # The suite draws the same examples on every run (CI must not turn red by luck);
 # HYPOTHESIS_PROFILE=explore draws new ones each time, to go looking for bugs.
@@ -35,6 +39,24 @@ TEST_ENV = {
 }
 # A real 1×1 PNG, base64: the image the conversion and vision-routing tests send.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+
+
+class VisionModel:
+    """Stands in for the upstream call: records what it was asked, answers or fails."""
+
+    def __init__(self, answer: str = "A grey rectangle.", delay: float = 0.0) -> None:
+        self.answer, self.delay = answer, delay
+        self.calls: list[tuple[Route, c.Request, str, float]] = []
+        self.fail: Exception | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, route: Route, request: c.Request, key: str, timeout: float) -> c.Response:
+        with self._lock:
+            self.calls.append((route, request, key, timeout))
+        time.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        return {"content": [{"type": "text", "text": self.answer}]}  # type: ignore[typeddict-item]
 
 
 @pytest.fixture

@@ -45,6 +45,8 @@ def build_counter(
         base=settings.base_image_tokens,
         per_char=settings.image_tokens_per_char,
         fixed=settings.fixed_image_tokens,
+        # A description is at most IMAGE_DESCRIPTION_MAX_TOKENS: about 4 characters each.
+        description_chars=4 * settings.image_description_max_tokens,
     )
     return TokenCounter(
         encoding,

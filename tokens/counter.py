@@ -134,16 +134,21 @@ class TokenCounter:
         """
         return self.breakdown(request, wire).total
 
-    def count_messages(self, request: Mapping[str, Any], wire: Wire = "anthropic") -> MessageCounts:
+    def count_messages(
+        self, request: Mapping[str, Any], wire: Wire = "anthropic", described: bool = False
+    ) -> MessageCounts:
         """The fixed part and each message's tokens of a canonical request, from one walk.
 
         >>> user = {"role": "user", "content": "Hi"}
         >>> counts = counter.count_messages({"system": "Be brief", "messages": [user, user]})
         >>> counts.fixed, counts.messages, counts.total
         (7, (3, 3), 13)
+
+        `described`: the request goes to the text model with descriptions for its images, so
+        an image still there counts as a description not yet made, not by its pixels.
         """
         layout = layout_anthropic(request, wire)
-        counts, images = self._count_pieces(layout)
+        counts, images = self._count_pieces(layout, described)
         return _split_by_message(layout, counts, images)
 
     def count_openai_request(self, body: Mapping[str, Any]) -> int:
@@ -210,10 +215,14 @@ class TokenCounter:
             self._log(result, shape, len(counts), time.perf_counter() - started)
         return result
 
-    def _count_pieces(self, layout: Layout) -> tuple[list[int], list[int]]:
+    def _count_pieces(self, layout: Layout, described: bool = False) -> tuple[list[int], list[int]]:
         """Tokens of every text (system, messages, tools order) and of every image."""
         texts = [t for s in SECTIONS for t in layout.texts[s]]
-        return self._count_texts(texts), [self._count_image(i) for i in layout.images]
+        if described:
+            images = [self._images.pending_description()] * len(layout.images)
+        else:
+            images = [self._count_image(i) for i in layout.images]
+        return self._count_texts(texts), images
 
     def _count_image(self, image: ImageRef) -> int:
         size = read_image_size(image.data) if image.data and self._images.dynamic else None

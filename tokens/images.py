@@ -31,12 +31,16 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # DHT, JPG, DAC a
 
 @dataclass(frozen=True)
 class ImageTokenPolicy:
-    """How images are counted: dynamic (size or description based) or a fixed figure."""
+    """How images are counted: dynamic (size or description based) or a fixed figure.
+
+    `description_chars`: the length a description not yet made is counted at (its bound).
+    """
 
     dynamic: bool = True
     base: int = 85
     per_char: float = 0.25
     fixed: int = 1000
+    description_chars: int = 3200
 
     def estimate(self, size: tuple[int, int] | None, description_chars: int) -> int:
         """Tokens for one image of pixel `size` (if known) beside `description_chars` of text.
@@ -52,6 +56,16 @@ class ImageTokenPolicy:
             return patch_tokens(*size) + IMAGE_FRAMING_TOKENS
         chars = min(max(description_chars, 0), MAX_DESCRIPTION_CHARS)
         return self.base + math.ceil(self.per_char * chars)
+
+    def pending_description(self) -> int:
+        """Tokens for an image whose description (for the text model) is not made yet.
+
+        >>> ImageTokenPolicy().pending_description()
+        885
+        """
+        if not self.dynamic:
+            return self.fixed
+        return self.base + math.ceil(self.per_char * self.description_chars)
 
 
 DEFAULT_IMAGE_POLICY = ImageTokenPolicy()

@@ -25,13 +25,17 @@ class Endpoint(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where one request goes: endpoint, upstream model, and that model's real window."""
+    """Where one request goes: endpoint, upstream model, and that model's real window.
+
+    `describe_images`: a text route on which every image is replaced by its description.
+    """
 
     endpoint: Endpoint
     model: str
     requested_model: str
     window: int
     vision: bool
+    describe_images: bool = False
 
 
 def list_models(settings: Settings) -> list[str]:
@@ -41,20 +45,43 @@ def list_models(settings: Settings) -> list[str]:
 
 
 def choose_route(request: c.Request, settings: Settings) -> Route:
-    """Route a canonical request; 400 (naming `model`) for a model the proxy does not serve."""
+    """Route a canonical request; 400 (naming `model`) for a model the proxy does not serve.
+
+    The vision model serves a request whose latest user turn has an image (VISION_ROUTING=vision;
+    the ContextManager refines this for auto and describe) or that names it.
+    """
     requested = request["model"]
+    if _latest_user_has_image(request) or asks_for_vision(requested, settings):
+        return vision_route(requested, settings)
+    return text_route(requested, settings)
+
+
+def asks_for_vision(requested: str, settings: Settings) -> bool:
+    """True when the client named the vision model (or a name that maps to it)."""
+    return _resolve_model(requested, settings)[0] == settings.autovision_model
+
+
+def vision_route(requested: str, settings: Settings) -> Route:
+    """The vision model's route: z.ai's Anthropic endpoint degrades images, so vision always
+    takes the OpenAI format."""
+    return Route(
+        Endpoint.OPENAI,
+        settings.autovision_model,
+        requested,
+        settings.real_vision_model_tokens,
+        True,
+    )
+
+
+def text_route(requested: str, settings: Settings, describe_images: bool = False) -> Route:
+    """The text model's route for a requested name (its endpoint by preference or suffix)."""
     model, forced = _resolve_model(requested, settings)
-    if _latest_user_has_image(request) or model == settings.autovision_model:
-        # z.ai's Anthropic endpoint degrades images, so vision always takes the OpenAI format.
-        return Route(
-            Endpoint.OPENAI,
-            settings.autovision_model,
-            requested,
-            settings.real_vision_model_tokens,
-            True,
-        )
+    if model == settings.autovision_model:  # named the vision model: its text sibling serves
+        model = settings.autotext_model
     endpoint = forced or _preferred_endpoint(settings.text_endpoint_preference)
-    return Route(endpoint, model, requested, settings.real_text_model_tokens, False)
+    return Route(
+        endpoint, model, requested, settings.real_text_model_tokens, False, describe_images
+    )
 
 
 def fit_to_route(request: c.Request, route: Route) -> c.Request:
@@ -62,9 +89,10 @@ def fit_to_route(request: c.Request, route: Route) -> c.Request:
 
     z.ai's OpenAI-format upstream refuses images for a text model (its Anthropic endpoint takes
     them), so on that route each image of an earlier turn becomes a note; the latest user turn
-    has none, or the route would be the vision model's.
+    has none, or the route would be the vision model's. A describing route keeps its images:
+    the ContextManager puts their descriptions in.
     """
-    if route.vision or route.endpoint is not Endpoint.OPENAI:
+    if route.vision or route.describe_images or route.endpoint is not Endpoint.OPENAI:
         return request
     if not any(c.has_image(m) for m in request["messages"]):
         return request

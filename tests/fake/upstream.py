@@ -30,6 +30,8 @@ from tests.fake.constants import (
     VISION_MODELS,
     Json,
 )
+from tests.fake.describer import NOTE as DESCRIPTION_NOTE
+from tests.fake.describer import described_image, description_reply
 from tests.fake.glm import count_input_tokens
 from tests.fake.plans import REPLACING_FAULTS, Fault, Plan, RecordedRequest, fault_plan, json_plan
 from tests.fake.replies import (
@@ -217,6 +219,13 @@ class FakeUpstream:
             return [r for r in self._records if SUMMARY_NOTE in r.notes]
 
     @property
+    def description_requests(self) -> list[RecordedRequest]:
+        """The recorded requests that asked to describe an image (noted
+        "description_request"), oldest first."""
+        with self._lock:
+            return [r for r in self._records if DESCRIPTION_NOTE in r.notes]
+
+    @property
     def last(self) -> RecordedRequest:
         """The latest request received (IndexError if none)."""
         with self._lock:
@@ -317,6 +326,8 @@ class FakeUpstream:
             )
         if is_summary_request(record.body):
             record.notes.append(SUMMARY_NOTE)
+        if endpoint == "openai" and described_image(record.body) is not None:
+            record.notes.append(DESCRIPTION_NOTE)
         rejection = self._rejection(record)
         if rejection is not None:
             return rejection
@@ -393,6 +404,8 @@ class FakeUpstream:
         )
         if reply is None and SUMMARY_NOTE in record.notes:
             reply = summary_reply(body, self.summary_quality)
+        elif reply is None and DESCRIPTION_NOTE in record.notes:
+            reply = description_reply(described_image(body) or b"")
         elif reply is None:
             thinking = (body.get("thinking") or {}).get("type") == "enabled"
             reply = default_reply(last_prompt_text(body["messages"]), thinking)

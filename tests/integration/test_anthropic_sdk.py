@@ -146,7 +146,7 @@ def test_vision_turn_reasoning_goes_back_as_plain_text(
 ) -> None:
     fake.check_signatures = True
     try:
-        fake.script({"thinking": "A tiny red pixel.", "text": "It is a pixel."}, "Glad to help.")
+        fake.script({"thinking": "A tiny red pixel.", "text": "It is a pixel."})
         image = {
             "type": "image",
             "source": {"type": "base64", "media_type": "image/png", "data": PNG},
@@ -155,15 +155,23 @@ def test_vision_turn_reasoning_goes_back_as_plain_text(
         first = sdk.messages.create(model="glm-4.6", max_tokens=2048, messages=[question])
         assert (fake.last.endpoint, fake.last.body["model"]) == ("openai", "glm-4.6v")
         assert first.content[0].type == "thinking" and first.content[0].signature == ""
+        # Three human turns later the image is old (IMAGE_AGE_THRESHOLD=3): the text model
+        # takes the session, with the image described and the vision turn's reasoning as text.
         follow = [
             question,
             {"role": "assistant", "content": first.content},
             {"role": "user", "content": "Thanks!"},
+            {"role": "assistant", "content": "Anything else?"},
+            {"role": "user", "content": "Yes, two things."},
+            {"role": "assistant", "content": "Go on."},
+            {"role": "user", "content": "First, what colour was it?"},
         ]
         second = sdk.messages.create(model="glm-4.6", max_tokens=2048, messages=follow)
-        assert second.content[0].text == "Glad to help."
-        assistant = fake.last.body["messages"][1]["content"]
+        assert second.content[0].text.startswith("echo: First, what colour")
         assert fake.last.endpoint == "anthropic"
+        sent = fake.last.body["messages"]
+        assert sent[0]["content"][0]["text"].startswith("[Image: A 1x1 PNG image (fake vision")
+        assistant = sent[1]["content"]
         assert all(b["type"] != "thinking" for b in assistant)
         assert any("A tiny red pixel." in b.get("text", "") for b in assistant)
     finally:

@@ -6,7 +6,8 @@ window. The official anthropic and openai SDKs are the clients. Shown here:
 
 - an agent session far over GLM-4.6's 200k window is truncated to fit and answered, through both
   client APIs, stream and not: the fake's GLM count of what it received fits the window;
-- an image turn on the vision route (glm-4.6v, 65,536 tokens) is fitted the same way;
+- an image turn on the vision route (glm-4.6v, 65,536 tokens; VISION_ROUTING=vision, which sends
+  it there whatever its size) is fitted the same way;
 - an upstream overflow answer is retried once, smaller, and the client still gets its answer;
 - an upstream that stalls after its final event does not keep the client's stream open;
 - a SAFE request is forwarded whole, and the proxy's estimate agrees with GLM's count.
@@ -191,13 +192,16 @@ def relay(fake: FakeUpstream) -> Iterator[StallingRelay]:
 
 @pytest.fixture(scope="module")
 def proxy(fake: FakeUpstream, relay: StallingRelay) -> Iterator[Gunicorn]:
-    """The proxy with condensation off; its Anthropic-format upstream is the fake via the relay."""
+    """The proxy with condensation off and images routed to the vision model; its
+    Anthropic-format upstream is the fake via the relay."""
     env = proxy_env(
         fake,
         UPSTREAM_BASE=f"http://127.0.0.1:{relay.port}{ANTHROPIC_PREFIX}",
         ENABLE_AI_CONDENSATION="false",
         ENABLE_CONTEXT_PERFORMANCE_LOGGING="true",
         REQUEST_TIMEOUT=READ_TIMEOUT,
+        # The vision route's own fitting (auto would describe the images for the text model).
+        VISION_ROUTING="vision",
     )
     with Gunicorn(env, workers=2, threads=4) as running:
         yield running
