@@ -88,14 +88,20 @@ def reply(text: str = "Done.") -> Json:
     return {"role": "assistant", "content": [{"type": "text", "text": text}]}
 
 
+def screenshot_session(tokens: int, seed: int, question: str) -> Json:
+    """An agent session of about `tokens` whose latest turn is a question with SCREENSHOT."""
+    body = agent_session(tokens, seed=seed, end_with="human")
+    body["messages"][-1] = human(question, SCREENSHOT)
+    return body
+
+
 # ---------------------------------------------------------------------------- long session
 
 
 def test_a_screenshot_after_120k_tokens_is_described_once_for_the_text_model(
     proxy: Gunicorn, fake: FakeUpstream
 ) -> None:
-    body = agent_session(120_000, seed=12, end_with="human")
-    body["messages"][-1] = human("The build fails like this, what now?", SCREENSHOT)
+    body = screenshot_session(120_000, 12, "The build fails like this, what now?")
     answer = send(proxy, body)
 
     [call] = fake.description_requests
@@ -131,8 +137,7 @@ def test_a_screenshot_after_120k_tokens_is_described_once_for_the_text_model(
 def test_a_short_session_with_an_image_goes_to_the_vision_model_whole(
     proxy: Gunicorn, fake: FakeUpstream
 ) -> None:
-    body = agent_session(10_000, seed=13, end_with="human")
-    body["messages"][-1] = human("What does this dialog say?", SCREENSHOT)
+    body = screenshot_session(10_000, 13, "What does this dialog say?")
     answer = send(proxy, body)
     assert fake.description_requests == []
     [call] = fake.requests
