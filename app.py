@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
+import logs
 from api import completions, health, models
 from api import metrics as metrics_api
 from api.errors import register_error_handlers
 from api.memory import register_memory_trim
+from api.request_ids import register_request_ids
 from api.services import EXTENSION_KEY, Services
 from condensation import build_condenser, build_store
 from config import Settings
@@ -25,14 +25,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Create the proxy app; without settings they are read from the environment and `.env`."""
     if settings is None:
         settings = Settings.from_env(dotenv=True)
-    _configure_logging(settings.log_level)
+    logs.configure(settings)
     app = Flask(__name__)
     # Werkzeug enforces the body limit even for chunked uploads that carry no Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    register_request_ids(app)  # first: every other hook's log lines carry the id
     metrics = Metrics() if settings.enable_metrics else None
     # Summaries, corrections and the upstream gate's slots, shared by the host's workers.
     store = build_store(settings)
-    upstream = build_upstream(settings, store, metrics.record_queue_wait if metrics else None)
+    upstream = build_upstream(
+        settings,
+        store,
+        metrics.record_queue_wait if metrics else None,
+        metrics.record_retry if metrics else None,
+    )
     counter = build_counter(settings, metrics.record_token_cache if metrics else None)
     condenser = None
     if settings.enable_ai_condensation:
@@ -53,10 +59,3 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_memory_trim(app)
     return app
-
-
-def _configure_logging(level: str) -> None:
-    # Only when nobody (gunicorn, pytest) configured logging first.
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger().setLevel(level)

@@ -36,6 +36,13 @@ class Strategy(enum.Enum):
     SMART_TRUNCATION = "smart_truncation"  # no AI call: bulky old blocks become placeholders
 
 
+class LogFormat(enum.Enum):
+    """How log lines are written (logs.py)."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
 class VisionRouting(enum.Enum):
     """Where requests holding images go (issue 12)."""
 
@@ -279,6 +286,8 @@ class Settings:
 
     # --- logging and monitoring
     log_level: str = env("LOG_LEVEL", "INFO", _parse_level)
+    # text: "time level logger [request-id] message"; json: one object per line (logs.py).
+    log_format: LogFormat = env("LOG_FORMAT", "text", _parse_choice(LogFormat))
     # GET /metrics (Prometheus) and the per-request hooks that feed it.
     enable_metrics: bool = env("ENABLE_METRICS", "true", _parse_bool)
 

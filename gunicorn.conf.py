@@ -57,7 +57,9 @@ timeout = _whole_number("GUNICORN_TIMEOUT", "120")
 graceful_timeout = _whole_number("GUNICORN_GRACEFUL_TIMEOUT", "300")
 keepalive = 5
 
-# --- logging: access log to stdout, errors to stderr, as containers expect
+# --- logging: access log to stdout, errors to stderr, as containers expect; both in LOG_FORMAT
+# (text or json), with the request id, through the redactor (logs.py)
+logger_class = "logs.GunicornLogger"
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()

@@ -12,7 +12,14 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    values,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from config import ConfigError
@@ -118,6 +125,25 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self._retries = Counter(
+            PREFIX + "upstream_retries",
+            "Upstream calls tried again before any content went out, by reason (the status,"
+            " or `connection` for a failed connection).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._analysis_lookups = Counter(
+            PREFIX + "analysis_cache_lookups",
+            "Context-analysis cache lookups (over-budget requests only), by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        self._streams = Gauge(
+            PREFIX + "streams_in_flight",
+            "Streaming responses being sent now, summed over the workers.",
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
         self._queue_wait = Histogram(
             PREFIX + "upstream_queue_wait_seconds",
             "Seconds upstream calls waited for a slot (UPSTREAM_MAX_CONCURRENCY), by outcome.",
@@ -157,6 +183,20 @@ class Metrics:
         if summary_calls:
             self._summary_calls.inc(summary_calls)
             self._condensation_seconds.observe(seconds)
+
+    def record_retry(self, reason: str) -> None:
+        """Count one upstream call tried again ("429", "503", "529" or "connection")."""
+        self._retries.labels(reason=reason).inc()
+
+    def record_analysis_cache(self, hit: bool) -> None:
+        """Count one context-analysis cache lookup."""
+        self._analysis_lookups.labels(result="hit" if hit else "miss").inc()
+
+    def stream_opened(self) -> None:
+        self._streams.inc()
+
+    def stream_closed(self) -> None:
+        self._streams.dec()
 
     def record_image_description(self, result: str) -> None:
         """Count one image description: "made", "cache_hit" or "failed"."""

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from logs import in_context
+
 T = TypeVar("T")
 
 KEEPALIVE = b": keepalive\n\n"
@@ -33,7 +35,8 @@ class Background(Generic[T]):
         self._taken = False
         self._result: T | None = None
         self._error: BaseException | None = None
-        threading.Thread(target=self._run, name="stream-prepare", daemon=True).start()
+        # in the request's context: the job's log lines carry its request id
+        threading.Thread(target=in_context(self._run), name="stream-prepare", daemon=True).start()
 
     def keepalives(self, interval: float) -> Iterator[bytes]:
         """Yield a comment every `interval` seconds until the job has ended."""

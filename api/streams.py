@@ -20,6 +20,7 @@ from api.client_format import ClientFormat
 from api.keepalive import Background
 from context.manager import ContextManager, Prepared
 from errors import ProxyError
+from metrics import Metrics
 from upstream import canonical as c
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,21 @@ def stream_response(call: UpstreamCall, prepared: Prepared, client: ClientFormat
     else:
         body = _slow_stream_body(call, prepared, client, model)
     headers = SSE_HEADERS | prepared.info.headers()
+    body = _counted(body, call.services.metrics)
     return Response(body, status=200, mimetype="text/event-stream", headers=headers)
+
+
+def _counted(body: Iterator[bytes], metrics: Metrics | None) -> Iterator[bytes]:
+    """The body, in the streams-in-flight gauge from its first byte to its end, however it
+    ends (a client that leaves closes it)."""
+    if metrics is None:
+        yield from body
+        return
+    metrics.stream_opened()
+    try:
+        yield from body
+    finally:
+        metrics.stream_closed()
 
 
 def _stream_body(

@@ -19,6 +19,7 @@ from condensation.prompts import PROMPT_VERSION, summary_request, transcript
 from condensation.quality import judge
 from condensation.store import Store, single_flight, stable_key
 from config import Settings, Strategy
+from logs import in_context
 from upstream import canonical as c
 from upstream.routing import Route
 
@@ -94,9 +95,10 @@ class Summarizer:
         chunks = [span[i : i + size] for i in range(0, len(span), size)]
         bounds = _shares(max_tokens, len(chunks), rolling=previous is not None)
         made: list[bool] = []  # one entry per upstream call, failed ones included
+        call = in_context(self._cached_call)  # its log lines carry the request's id
         futures = [
             self._pool.submit(
-                self._cached_call, strategy, transcript(chunk), previous if i == 0 else None,
+                call, strategy, transcript(chunk), previous if i == 0 else None,
                 bound, api_key, made,
             )
             for i, (chunk, bound) in enumerate(zip(chunks, bounds, strict=True))
@@ -140,6 +142,7 @@ class Summarizer:
     def _ask(
         self, strategy: Strategy, text: str, previous: str | None, max_tokens: int, api_key: str
     ) -> str:
+        started = time.perf_counter()
         request = summary_request(strategy, text, previous, self._route.model, max_tokens)
         try:
             response = self._call(
@@ -159,6 +162,10 @@ class Summarizer:
                 f"{self._settings.condensation_quality_threshold:.2f} "
                 f"(kept {quality.kept} of {quality.total} facts)"
             )
+        logger.info(
+            "CONDENSATION summary_call strategy=%s chars=%d quality=%.2f seconds=%.2f",
+            strategy.value, len(summary), quality.score, time.perf_counter() - started,
+        )  # fmt: skip
         return summary
 
     def _bounded(self, text: str, max_tokens: int, previous: str | None) -> str:

@@ -123,9 +123,11 @@ class ImageDescriber(Protocol):
 
 
 class Observer(Protocol):
-    """Who hears each decision (metrics)."""
+    """Who hears each decision and each analysis-cache lookup (metrics)."""
 
     def record_context(self, info: ContextInfo) -> None: ...
+
+    def record_analysis_cache(self, hit: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -691,6 +693,11 @@ class ContextManager:
     def _tally(self, hit: bool) -> None:
         with self._lock:
             self._stats["hits" if hit else "misses"] += 1
+        if self._observer is not None:
+            try:
+                self._observer.record_analysis_cache(hit)
+            except Exception:  # an observer must never fail the request
+                logger.exception("context observer failed")
 
     def _done(self, prepared: Prepared) -> None:
         """Account for a final decision: stats, the CONTEXT log line, the observer."""

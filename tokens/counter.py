@@ -147,9 +147,18 @@ class TokenCounter:
         `described`: the request goes to the text model with descriptions for its images, so
         an image still there counts as a description not yet made, not by its pixels.
         """
+        started = time.perf_counter()
         layout = layout_anthropic(request, wire)
         counts, images = self._count_pieces(layout, described)
-        return _split_by_message(layout, counts, images)
+        result = _split_by_message(layout, counts, images)
+        if self._log_breakdown:
+            logger.info(
+                "TOKEN shape=messages wire=%s mode=%s total=%d fixed=%d messages=%d images=%d "
+                "pieces=%d ms=%.2f",
+                wire, self.mode, result.total, result.fixed, len(result.messages), sum(images),
+                len(counts), (time.perf_counter() - started) * 1000,
+            )  # fmt: skip
+        return result
 
     def count_openai_request(self, body: Mapping[str, Any]) -> int:
         """Input tokens of an OpenAI chat-completions body, framing included.

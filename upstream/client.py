@@ -82,8 +82,11 @@ class UpstreamClient:
         pool_size: int,
         retries: RetryPolicy | None = None,
         gate: Gate | OpenGate | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_retry(reason)` hears each retry: the status that caused it, or "connection"."""
         self._bases = {Endpoint.ANTHROPIC: anthropic_base, Endpoint.OPENAI: openai_base}
+        self._on_retry = on_retry
         self._timeout = (connect_timeout, read_timeout)
         self._retries = retries or RetryPolicy(max_retries=0)
         self.gate = gate or OpenGate()
@@ -188,6 +191,7 @@ class UpstreamClient:
             logger.info(
                 "upstream busy (%s); retry %d in %.2f s", _why(response, failure), attempt, wait
             )
+            self._heard_retry(response)
             time.sleep(wait)
         if failure is not None:
             raise failure
@@ -198,6 +202,14 @@ class UpstreamClient:
             finally:
                 response.close()
         return response
+
+    def _heard_retry(self, response: requests.Response | None) -> None:
+        if self._on_retry is None:
+            return
+        try:
+            self._on_retry(str(response.status_code) if response is not None else "connection")
+        except Exception:  # an observer must never fail the request
+            logger.exception("retry observer failed")
 
     def _send_once(
         self, prepared: requests.PreparedRequest, limits: tuple[float, float], stream: bool
@@ -293,7 +305,10 @@ def _drain(chunks: Iterator[bytes]) -> None:
 
 
 def build_upstream(
-    settings: Settings, store: Store | None = None, observe: GateObserver | None = None
+    settings: Settings,
+    store: Store | None = None,
+    observe: GateObserver | None = None,
+    on_retry: Callable[[str], None] | None = None,
 ) -> UpstreamClient:
     """The worker's UpstreamClient, from Settings (endpoints, timeouts, pool, retries, gate).
 
@@ -317,6 +332,7 @@ def build_upstream(
             settings.upstream_retry_max_wait,
         ),
         gate=gate,
+        on_retry=on_retry,
     )
 
 

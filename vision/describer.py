@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from condensation.store import Store, single_flight, stable_key
 from config import Settings
+from logs import in_context
 from upstream import canonical as c
 from upstream.routing import Route
 from vision.images import MAX_CONTEXT_CHARS, ImageSite, Place, image_identity
@@ -104,7 +105,8 @@ class Describer:
         for site in sites:
             first.setdefault(keys[site.place], site)
         futures = {
-            key: self._pool.submit(self._one, site, key, api_key) for key, site in first.items()
+            key: self._pool.submit(in_context(self._one), site, key, api_key)
+            for key, site in first.items()
         }
         # A call gets its own timeout; waiting for another worker's call gets as long again.
         limit = 2 * self._settings.condensation_timeout + 1

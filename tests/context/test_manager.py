@@ -179,7 +179,8 @@ def test_no_retry_for_other_errors_or_when_nothing_can_go(make_manager: Make) ->
 
 
 def test_identical_requests_reuse_the_analysis(make_manager: Make) -> None:
-    manager = make_manager(real_text_model_tokens=str(WINDOW))
+    recorder = Recorder()
+    manager = make_manager(observer=recorder, real_text_model_tokens=str(WINDOW))
     body = agent_session(40_000, seed=9)
     first = manager.prepare(canonical(body), manager.route(canonical(body)), 1.0)
     again = manager.prepare(canonical(body), manager.route(canonical(body)), 1.0)
@@ -194,6 +195,7 @@ def test_identical_requests_reuse_the_analysis(make_manager: Make) -> None:
     assert not third.info.cache_hit  # same sizes, different content: analysed anew
     stats = manager.stats()["analysis_cache"]
     assert (stats["hits"], stats["misses"], stats["size"]) == (1, 2, 2)
+    assert recorder.lookups == [False, True, False]  # the metrics hear each lookup
 
 
 @pytest.mark.parametrize(("mode", "expect_managed"), [("forwarded", True), ("conversation", False)])
@@ -334,9 +336,13 @@ def test_condensation_switch_off_means_no_condenser(make_manager: Make) -> None:
 class Recorder:
     def __init__(self) -> None:
         self.seen: list[ContextInfo] = []
+        self.lookups: list[bool] = []
 
     def record_context(self, info: ContextInfo) -> None:
         self.seen.append(info)
+
+    def record_analysis_cache(self, hit: bool) -> None:
+        self.lookups.append(hit)
 
 
 def test_each_decision_is_observed_logged_and_timed(

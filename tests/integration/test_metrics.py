@@ -223,3 +223,29 @@ def test_a_metrics_dir_holding_other_files_stops_gunicorn_and_keeps_them(
     finally:
         server.__exit__(None, None, None)
     assert foreign.read_bytes() == b"SQLite format 3\x00" and stale.exists()
+
+
+def test_streams_in_flight_and_retries_are_counted_across_workers(
+    server: Gunicorn, fake: FakeUpstream
+) -> None:
+    gauge, retries = "anthropic_proxy_streams_in_flight", "anthropic_proxy_upstream_retries_total"
+    before = scrape(server.url)
+    fake.fail_next("hold", after=1, seconds=30)  # the stream stops after its first event
+    ask = {"model": "glm-4.6", "max_tokens": 64, "stream": True,
+           "messages": [{"role": "user", "content": "hold on"}]}  # fmt: skip
+    headers = {"x-api-key": "sk-client", "anthropic-version": "2023-06-01"}
+    with requests.post(
+        server.url + "/v1/messages", json=ask, headers=headers, stream=True, timeout=30
+    ) as reply:
+        next(reply.iter_lines())  # the stream is under way
+        assert value(scrape(server.url), gauge) == value(before, gauge) + 1
+        fake.release()
+        assert b"message_stop" in b"".join(reply.iter_lines())
+    assert value(scrape(server.url), gauge) == value(before, gauge)
+
+    fake.fail_next("rate_limit", retry_after=0)
+    plain = ask | {"stream": False}
+    assert requests.post(server.url + "/v1/messages", json=plain, headers=headers,
+                         timeout=10).status_code == 200  # fmt: skip
+    after = scrape(server.url)
+    assert value(after, retries, reason="429") == value(before, retries, reason="429") + 1
