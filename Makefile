@@ -27,10 +27,10 @@ dev: $(STAMP_RUN)  ## flask's reloading development server
 # Debian packages the integration tests drive for real (nginx for SSE, redis for the shared
 # cache). Installed when missing and when we are root; otherwise those tests skip with a reason.
 system-deps:
-	@missing=""; for p in nginx redis-server; do command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	@missing=""; for p in nginx redis-server docker-compose curl jq; do command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing:$$missing"; \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx redis-server >/dev/null; } \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } \
 			|| echo "could not install:$$missing (tests that need them will skip)"; \
 	elif [ -n "$$missing" ]; then echo "not installed:$$missing (tests that need them will skip)"; fi
 
