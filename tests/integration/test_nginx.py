@@ -91,3 +91,10 @@ def test_metrics_are_not_served_to_the_internet(nginx: Nginx, server: Gunicorn) 
         assert requests.get(nginx.url + disguised, timeout=10).status_code == 403, disguised
     assert requests.get(server.url + "/metrics", timeout=10).status_code == 200, "app port scrapes"
     assert requests.get(nginx.url + "/health", timeout=10).status_code == 200
+
+
+def test_one_request_id_follows_a_request_through_nginx(nginx: Nginx) -> None:
+    kept = requests.get(nginx.url + "/health", headers={"X-Request-Id": "edge-7"}, timeout=5)
+    assert kept.headers["X-Request-Id"] == "edge-7"
+    made = requests.get(nginx.url + "/health", timeout=5).headers["X-Request-Id"]
+    assert len(made) == 32 and int(made, 16) >= 0  # nginx's $request_id (or the proxy's own)
