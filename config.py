@@ -286,7 +286,7 @@ class Settings:
 
     # --- logging and monitoring
     log_level: str = env("LOG_LEVEL", "INFO", _parse_level)
-    # text: "time level logger [request-id] message"; json: one object per line (logs.py).
+    # text: "time [pid] level logger [request-id] message"; json: one object per line (logs.py).
     log_format: LogFormat = env("LOG_FORMAT", "text", _parse_choice(LogFormat))
     # GET /metrics (Prometheus) and the per-request hooks that feed it.
     enable_metrics: bool = env("ENABLE_METRICS", "true", _parse_bool)

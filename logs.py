@@ -1,7 +1,7 @@
 """Logging: one format for the app's and gunicorn's lines, the request id on each, no secrets.
 
-`LOG_FORMAT=text` (default) writes `time level logger [request-id] message`; `json` writes one
-object per line: time, level, logger, request_id, event (the line's prefix: CONTEXT,
+`LOG_FORMAT=text` (default) writes `time [pid] level logger [request-id] message`; `json` writes
+one object per line: time, pid, level, logger, request_id, event (the line's prefix: CONTEXT,
 CONDENSATION, TOKEN, IMAGE, STORE, ACCESS, or "log"), message and the message's `key=value`
 pairs as fields. The prefixes stay greppable in both. Every line passes the `Redactor` first:
 Authorization values, `sk-…` keys, the configured keys and the password of CACHE_URL never
@@ -37,7 +37,7 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 # nothing that could forge a log line or a field).
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 EVENTS = frozenset({"CONTEXT", "CONDENSATION", "TOKEN", "IMAGE", "STORE", "ACCESS"})
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s [%(request_id)s] %(message)s"
 FIELD = re.compile(r"(\w+)=(\S+)")
 REDACTED = "[redacted]"
 SECRET_PATTERNS = (
@@ -127,6 +127,7 @@ class JsonFormatter(logging.Formatter):
         event = first if first in EVENTS else "log"
         line: dict[str, Any] = {
             "time": _utc(record.created),
+            "pid": record.process,
             "level": record.levelname,
             "logger": record.name,
             "request_id": getattr(record, "request_id", NO_REQUEST),

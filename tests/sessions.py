@@ -61,6 +61,24 @@ def image_block(width: int = 280, height: int = 280) -> Json:
     return {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
 
 
+def old_image_session(image: Json, text: str = "Here is the error dialog.") -> Json:
+    """A short conversation whose image sits in the first of four human turns: one turn older
+    than the default IMAGE_AGE_THRESHOLD (3), so the text model gets it described."""
+    messages: list[Json] = [
+        {"role": "user", "content": [{"type": "text", "text": text}, image]},
+        {"role": "assistant", "content": [{"type": "text", "text": "I see it."}]},
+    ]
+    for i in range(3):
+        messages.append(
+            {"role": "user", "content": [{"type": "text", "text": f"Step {i + 1}: what next?"}]}
+        )
+        if i < 2:
+            messages.append(
+                {"role": "assistant", "content": [{"type": "text", "text": f"Do step {i + 2}."}]}
+            )
+    return {"model": "glm-4.6", "max_tokens": 512, "messages": messages}
+
+
 def tool_definitions() -> list[Json]:
     """The session's tools, Anthropic-shaped."""
     return [

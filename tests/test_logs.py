@@ -97,7 +97,16 @@ def test_json_lines_carry_time_level_logger_request_id_event_and_fields(
         logs.REQUEST_ID.reset(token)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     first, second, third = lines
-    assert set(first) == {"time", "level", "logger", "request_id", "event", "message", "fields"}
+    assert set(first) == {
+        "time",
+        "pid",
+        "level",
+        "logger",
+        "request_id",
+        "event",
+        "message",
+        "fields",
+    }
     assert first["time"].endswith("Z") and first["level"] == "INFO"
     assert (first["logger"], first["request_id"], first["event"]) == (
         "tests.logs.captured", "req-7", "CONTEXT",

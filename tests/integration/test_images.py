@@ -35,7 +35,7 @@ from tests.fake_upstream import FakeUpstream
 from tests.integration.conftest import proxy_env
 from tests.integration.servers import Gunicorn
 from tests.prometheus_text import parse_samples, value
-from tests.sessions import agent_session, image_block
+from tests.sessions import agent_session, image_block, old_image_session
 
 KEY = {"x-api-key": "sk-client", "anthropic-version": "2023-06-01"}
 SCREENSHOT = image_block(640, 400)
@@ -154,14 +154,6 @@ def test_a_short_session_with_an_image_goes_to_the_vision_model_whole(
         "glm-4.6v", 0, 1,
     )  # fmt: skip
     assert info["truncated"] is False
-
-
-def old_image_session(image: Json) -> Json:
-    """An image in the first of four human turns (IMAGE_AGE_THRESHOLD is 3)."""
-    messages = [human("Here is the error dialog.", image), reply("I see it.")]
-    for i in range(3):
-        messages += [human(f"Step {i + 1}: what next?"), reply(f"Do step {i + 2}.")]
-    return {"model": "glm-4.6", "max_tokens": 512, "messages": messages[:-1]}
 
 
 def test_an_image_four_human_turns_old_is_replaced_by_its_description(

@@ -17,7 +17,7 @@ import requests
 from tests.fake_upstream import FakeUpstream
 from tests.integration.servers import Gunicorn
 from tests.integration.test_condensation import condensing_env, session
-from tests.sessions import image_block
+from tests.sessions import image_block, old_image_session
 
 CLIENT_KEY = "client-secret-key-0002"
 SERVER_KEY = "sk-server-secret-0001"
@@ -37,19 +37,6 @@ def logging_env(fake: FakeUpstream, log_format: str) -> dict[str, str]:
     )
 
 
-def old_image_session() -> Json:
-    """An image four human turns old: the text model gets it described."""
-    messages: list[Json] = [
-        {"role": "user", "content": [{"type": "text", "text": IMAGE_TEXT}, image_block(300, 200)]}
-    ]
-    for step in range(3):
-        messages += [
-            {"role": "assistant", "content": f"Step {step} noted."},
-            {"role": "user", "content": f"And step {step + 1}?"},
-        ]
-    return {"model": "glm-4.6", "max_tokens": 256, "messages": messages}
-
-
 def post(server: Gunicorn, body: Json, request_id: str, **headers: str) -> requests.Response:
     headers = {"X-Request-Id": request_id, "anthropic-version": "2023-06-01", **headers}
     return requests.post(server.url + "/v1/messages", json=body, headers=headers, timeout=120)
@@ -65,7 +52,7 @@ def json_log(fake: FakeUpstream) -> Iterator[tuple[str, Json]]:
         assert condensed.status_code == 200, condensed.text
         assert condensed.json()["context_info"]["condensation_applied"] is True
         assert condensed.headers["X-Request-Id"] == "req-condensed-1"
-        image = post(server, old_image_session(), "req-image-1",
+        image = post(server, old_image_session(image_block(300, 200), IMAGE_TEXT), "req-image-1",
                      Authorization=f"Bearer {CLIENT_KEY}")  # fmt: skip
         assert image.status_code == 200 and image.json()["context_info"]["images_described"] == 1
         bad = post(server, {"model": "glm-4.6", "messages": []}, "req-bad-1",

@@ -162,6 +162,10 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+# gunicorn's line as logs.py writes it: "<time> [<pid>] INFO gunicorn.error [-] Starting gunicorn"
+STARTING = r"\[(\d+)\] INFO gunicorn\.error \[-\] Starting gunicorn"
+
+
 def test_an_upgrade_after_a_reload_keeps_the_new_master_serving(fake: FakeUpstream) -> None:
     # HUP (reload) makes gunicorn hand the reloaded environment to a USR2 (upgrade) master.
     # The new master must not take over the metrics dir the old one made: the old master
@@ -170,13 +174,13 @@ def test_an_upgrade_after_a_reload_keeps_the_new_master_serving(fake: FakeUpstre
         pytest.skip("no gunicorn console script beside this Python (a USR2 re-exec needs one)")
     with Gunicorn(proxy_env(fake), workers=1, threads=2, script=True) as server:
         log = server.log_text
-        old = int(re.findall(r"\[(\d+)\] \[INFO\] Starting gunicorn", log())[0])
+        old = int(re.findall(STARTING, log())[0])
         assert requests.get(server.url + "/v1/models", timeout=10).status_code == 200
         os.kill(old, signal.SIGHUP)
         wait_for("the reloaded worker", lambda: log().count("Booting worker") >= 2)
         os.kill(old, signal.SIGUSR2)
         wait_for("the new master", lambda: len(re.findall(r"Starting gunicorn", log())) >= 2)
-        new = int(re.findall(r"\[(\d+)\] \[INFO\] Starting gunicorn", log())[1])
+        new = int(re.findall(STARTING, log())[1])
         try:
             wait_for("the new master's worker", lambda: len(children(new)) == 1)
             os.kill(old, signal.SIGTERM)  # the upgrade's last step: the old master leaves
@@ -237,10 +241,11 @@ def test_streams_in_flight_and_retries_are_counted_across_workers(
     with requests.post(
         server.url + "/v1/messages", json=ask, headers=headers, stream=True, timeout=30
     ) as reply:
-        next(reply.iter_lines())  # the stream is under way
+        lines = reply.iter_lines()
+        next(lines)  # the stream is under way
         assert value(scrape(server.url), gauge) == value(before, gauge) + 1
         fake.release()
-        assert b"message_stop" in b"".join(reply.iter_lines())
+        assert b"message_stop" in b"".join(lines)
     assert value(scrape(server.url), gauge) == value(before, gauge)
 
     fake.fail_next("rate_limit", retry_after=0)
