@@ -121,17 +121,27 @@ def image_command() -> list[str]:
     return command
 
 
+def image_files(into: Path) -> Path:
+    """What `COPY . .` puts in the image's WORKDIR: the repository less .dockerignore's."""
+    ignored = [p.strip() for p in (REPO_ROOT / ".dockerignore").read_text().splitlines()]
+    workdir = into / "app"
+    shutil.copytree(REPO_ROOT, workdir, ignore=shutil.ignore_patterns(*filter(None, ignored)))
+    return workdir
+
+
 @pytest.fixture
 def image_server(fake: FakeUpstream, tmp_path: Path) -> Iterator[str]:
-    """The image's CMD, run from the repository (its WORKDIR holds the same files) with the
-    image's environment, on a free port instead of 5000."""
+    """The image's CMD, run in a copy of what the image holds, with the image's environment,
+    on a free port instead of 5000."""
+    workdir = image_files(tmp_path)
+    assert not (workdir / "tests").exists() and (workdir / "vision").is_dir()
     port = free_port()
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
            "PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_GRACEFUL_TIMEOUT": "5",
            **proxy_env(fake)}  # fmt: skip
     log = tmp_path / "server.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(image_command(), cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(image_command(), cwd=workdir, env=env, stdout=out, stderr=out)
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}/health", process, log)
         yield f"http://localhost:{port}"
