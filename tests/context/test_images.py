@@ -195,3 +195,16 @@ def test_a_made_description_counts_as_its_text(make: Make) -> None:
 def test_on_the_vision_route_an_image_counts_by_its_pixels(make: Make) -> None:
     manager, _ = make()
     assert predicted(manager, turns("look", image_at=0)) - predicted(manager, turns("look")) == 102
+
+
+@pytest.mark.parametrize("preference", ["anthropic", "openai"])
+def test_no_image_bytes_reach_the_text_model_on_either_format(make: Make, preference: str) -> None:
+    manager, _ = make(text_endpoint_preference=preference)
+    request = turns("1", "2", "3", "4", image_at=0)
+    route = manager.route(request)
+    assert route.endpoint.value == preference and route.describe_images
+    done = manager.finish(manager.prepare(request, route, 1.0), "k")
+    assert image_sites(done.request["messages"]) == []
+    # the next turn takes the fast path (the description is stored): still none
+    again = manager.prepare(request, route, 1.0)
+    assert not again.pending and image_sites(again.request["messages"]) == []
