@@ -15,25 +15,12 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fake.glm import count_input_tokens
 from tests.fake_upstream import FakeUpstream
-from tests.integration.conftest import proxy_env
+from tests.integration.condensing import FACTS, WINDOW, condensing_env, session
 from tests.integration.servers import REDIS_SERVER, Gunicorn, RedisServer
-from tests.sessions import agent_session, more_rounds
+from tests.sessions import more_rounds
 
-WINDOW = 40_000
-FACTS = ("src/billing/invoice_total.py", "compute_total_v2", "INVOICE_ROUNDING_MODE", "4821")
 KEY = {"x-api-key": "sk-client", "anthropic-version": "2023-06-01"}
-
-
-def condensing_env(fake: FakeUpstream, **extra: str) -> dict[str, str]:
-    return proxy_env(
-        fake,
-        REAL_TEXT_MODEL_TOKENS=str(WINDOW),
-        ENABLE_CONTEXT_PERFORMANCE_LOGGING="true",
-        CONDENSATION_TIMEOUT="5",
-        **extra,
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -55,19 +42,6 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def proxy(fake: FakeUpstream, store_dir: Path) -> Iterator[Gunicorn]:
     with Gunicorn(condensing_env(fake, CACHE_DIR=str(store_dir)), workers=2, threads=4) as running:
         yield running
-
-
-def session(share: float, seed: int = 5) -> dict[str, Any]:
-    """An agent session at about `share` of the input budget (GLM's count), facts planted early."""
-    budget = WINDOW - 8192
-    target = int(share * budget)
-    for tokens in range(int(target * 0.5), 4 * target, max(500, target // 40)):
-        body = agent_session(tokens, seed)
-        planted = "Found " + ", ".join(FACTS) + " while reading the billing module."
-        body["messages"][2]["content"][0]["content"] = planted
-        if count_input_tokens("anthropic", body)[0] >= target:
-            return body
-    raise AssertionError("no session of that size")
 
 
 def grow(body: dict[str, Any], rounds: int, seed: int) -> dict[str, Any]:

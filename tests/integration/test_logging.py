@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from tests.fake_upstream import FakeUpstream
+from tests.integration.condensing import condensing_env, session
 from tests.integration.servers import Gunicorn
-from tests.integration.test_condensation import condensing_env, session
 from tests.sessions import image_block, old_image_session
 
 CLIENT_KEY = "client-secret-key-0002"
