@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from tests.fake_upstream import FakeUpstream
+from tests.integration.condensing import WINDOW, condensing_env, session
 from tests.integration.conftest import proxy_env
 from tests.integration.servers import NO_REDIS, REDIS_SERVER, Gunicorn, RedisServer
-from tests.integration.condensing import WINDOW, condensing_env, session
 
 LIMIT = 2
 ANTHROPIC_KEY = {"x-api-key": "sk-client", "anthropic-version": "2023-06-01"}
