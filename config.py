@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -292,8 +292,18 @@ class Settings:
     enable_metrics: bool = env("ENABLE_METRICS", "true", _parse_bool)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: bool = False) -> Settings:
-        """Build Settings from a mapping (default os.environ); `dotenv` also reads `.env` first."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        dotenv: bool = False,
+        only: Collection[str] | None = None,
+    ) -> Settings:
+        """Build Settings from a mapping (default os.environ); `dotenv` also reads `.env` first.
+
+        `only` (field names): read just those, the rest left at their defaults and the whole not
+        validated; for who needs a few settings before the app reads them all (gunicorn's
+        logger in the master).
+        """
         if environ is None:
             if dotenv:
                 from dotenv import load_dotenv
@@ -304,10 +314,11 @@ class Settings:
         values = {}
         for f in fields(cls):
             name = f.metadata["env"]
-            if name in environ:
+            if name in environ and (only is None or f.name in only):
                 values[f.name] = f.metadata["parse"](name, environ[name])
         settings = cls(**values)
-        settings.validate()
+        if only is None:
+            settings.validate()
         return settings
 
     def validate(self) -> None:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
 import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -40,13 +39,21 @@ EVENTS = frozenset({"CONTEXT", "CONDENSATION", "TOKEN", "IMAGE", "STORE", "ACCES
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s [%(request_id)s] %(message)s"
 FIELD = re.compile(r"(\w+)=(\S+)")
 REDACTED = "[redacted]"
+# Each pattern with its replacement: what names the secret stays, the secret goes.
 SECRET_PATTERNS = (
     # Authorization / x-api-key values, however quoted
-    re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"),
-    re.compile(r"(?i)((?:x-api-key|api[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"),
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
-    re.compile(r"(redis(?:s)?://[^:@/\s]*:)[^@/\s]+(@)"),  # a password in a URL
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), rf"\1 {REDACTED}"),
+    (
+        re.compile(
+            r"(?i)((?:x-api-key|api[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"
+        ),
+        rf"\1{REDACTED}",
+    ),
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), REDACTED),
+    (re.compile(r"(redis(?:s)?://[^:@/\s]*:)[^@/\s]+(@)"), rf"\1{REDACTED}\2"),  # URL password
 )
+# What gunicorn's own lines need of the settings (its master builds no Settings of its own).
+GUNICORN_FIELDS = ("log_format", "server_api_key", "proxy_api_keys", "cache_url")
 
 T = TypeVar("T")
 
@@ -83,19 +90,9 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        for pattern in SECRET_PATTERNS:
-            text = pattern.sub(_keep_prefix, text)
+        for pattern, replacement in SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
         return text
-
-
-def _keep_prefix(match: re.Match[str]) -> str:
-    groups = [g for g in match.groups() if g is not None]
-    if not groups:
-        return REDACTED
-    if len(groups) == 2:  # a URL: keep what surrounds the password
-        return groups[0] + REDACTED + groups[1]
-    prefix = groups[0]
-    return (prefix + " " if prefix.lower() in ("bearer", "basic") else prefix) + REDACTED
 
 
 class ContextFilter(logging.Filter):
@@ -193,25 +190,17 @@ def _password(url: str) -> str | None:
         return None
 
 
-def environment_secrets(environ: Mapping[str, str]) -> list[str]:
-    """The same, read from the environment (gunicorn's own lines: its master has no Settings)."""
-    keys = environ.get("PROXY_API_KEYS", "").split(",") + [environ.get("SERVER_API_KEY", "")]
-    cache_url = environ.get("CACHE_URL", "")
-    password = _password(cache_url) if "://" in cache_url else None
-    return [k.strip() for k in keys if k.strip()] + ([password] if password else [])
-
-
 class GunicornLogger(glogging.Logger):
     """gunicorn's lines in LOG_FORMAT, through the redactor; access lines as ACCESS events with
     the request id the response carries (gunicorn.conf.py: `logger_class`)."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        kind = LogFormat(os.environ.get("LOG_FORMAT", "").strip().lower() or "text")
-        redact = Redactor(environment_secrets(os.environ))
+        settings = Settings.from_env(only=GUNICORN_FIELDS)
+        redact = Redactor(secret_values(settings))
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
-                dress(handler, kind, redact)
+                dress(handler, settings.log_format, redact)
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:  # noqa: ARG002
         if not self.access_log_enabled:

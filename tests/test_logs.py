@@ -61,9 +61,15 @@ def test_secret_values_come_from_the_settings_fields_marked_secret() -> None:
          "CACHE_URL": "redis://:pw-secret@host:6379/0"}
     )  # fmt: skip
     assert sorted(logs.secret_values(settings)) == ["a-key-1", "b-key-2", "pw-secret", "srv-key-1"]
+    # gunicorn's lines: only the fields they need, read without the cross-field checks (here
+    # PROXY_API_KEYS without SERVER_API_KEY would fail them), the same keys come out
     environ = {"SERVER_API_KEY": "srv-key-1", "PROXY_API_KEYS": "a-key-1, b-key-2",
-               "CACHE_URL": "redis://:pw-secret@host:6379/0", "OTHER": "x"}  # fmt: skip
-    assert sorted(logs.environment_secrets(environ)) == sorted(logs.secret_values(settings))
+               "CACHE_URL": "redis://:pw-secret@host:6379/0", "OTHER": "x",
+               "REAL_TEXT_MODEL_TOKENS": "not read"}  # fmt: skip
+    partial = Settings.from_env(environ, only=logs.GUNICORN_FIELDS)
+    assert sorted(logs.secret_values(partial)) == sorted(logs.secret_values(settings))
+    unchecked = Settings.from_env({"PROXY_API_KEYS": "a-key-1"}, only=logs.GUNICORN_FIELDS)
+    assert logs.secret_values(unchecked) == ["a-key-1"]
 
 
 @pytest.fixture
