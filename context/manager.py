@@ -251,17 +251,26 @@ class ContextManager:
             found = self._stored_descriptions(sites, tally=True)
             pending = tuple(site for site in sites if site.place not in found)
             described = with_descriptions(request, found)
-            prepared = self._prepare(described, route, scale, len(found) if not pending else 0)
             if not pending:
-                return prepared
+                return self._prepare(described, route, scale, len(found))
+            prepared = self._prepare(described, route, scale, images_pending=True)
             return replace(
                 prepared, images_pending=pending, original=request, descriptions=dict(found)
             )
 
     def _prepare(
-        self, request: c.Request, route: Route, scale: float, described: int = 0
+        self,
+        request: c.Request,
+        route: Route,
+        scale: float,
+        described: int = 0,
+        images_pending: bool = False,
     ) -> Prepared:
-        """The decision for `request` (`described`: images it had replaced by descriptions)."""
+        """The decision for `request` (`described`: images it had replaced by descriptions).
+
+        With `images_pending` (descriptions still to make) it is provisional, as with
+        condensation due: nothing is cut and nothing is accounted until `finish` decides again.
+        """
         started = time.perf_counter()
         count = self._count_for(route)
         m = self._measure(request, route, count)
@@ -270,7 +279,6 @@ class ContextManager:
         level = grade(budget.utilization(size.tokens), self._bands)
         action = action_for(level)
         pending = self.condenser is not None and action in CONDENSING_ACTIONS
-        images_pending = any(c.has_image(m) for m in request["messages"]) and route.describe_images
         fitted, cache_hit = (
             (None, False)
             if pending or images_pending
@@ -693,11 +701,16 @@ class ContextManager:
     def _tally(self, hit: bool) -> None:
         with self._lock:
             self._stats["hits" if hit else "misses"] += 1
-        if self._observer is not None:
-            try:
-                self._observer.record_analysis_cache(hit)
-            except Exception:  # an observer must never fail the request
-                logger.exception("context observer failed")
+        self._tell(lambda observer: observer.record_analysis_cache(hit))
+
+    def _tell(self, news: Callable[[Observer], None]) -> None:
+        """Pass something on to the observer, if there is one; it can never fail the request."""
+        if self._observer is None:
+            return
+        try:
+            news(self._observer)
+        except Exception:  # an observer must never fail the request
+            logger.exception("context observer failed")
 
     def _done(self, prepared: Prepared) -> None:
         """Account for a final decision: stats, the CONTEXT log line, the observer."""
@@ -727,11 +740,7 @@ class ContextManager:
                 info.cache_hit,
                 info.processing_time_ms,
             )
-        if self._observer is not None:
-            try:
-                self._observer.record_context(info)
-            except Exception:  # an observer must never fail the request
-                logger.exception("context observer failed")
+        self._tell(lambda observer: observer.record_context(info))
 
 
 def _retry_window(window: int) -> int:

@@ -50,12 +50,9 @@ class ImageTokenPolicy:
         >>> ImageTokenPolicy().estimate(None, 100)
         110
         """
-        if not self.dynamic:
-            return self.fixed
-        if size is not None:
+        if self.dynamic and size is not None:
             return patch_tokens(*size) + IMAGE_FRAMING_TOKENS
-        chars = min(max(description_chars, 0), MAX_DESCRIPTION_CHARS)
-        return self.base + math.ceil(self.per_char * chars)
+        return self._as_description(min(max(description_chars, 0), MAX_DESCRIPTION_CHARS))
 
     def pending_description(self) -> int:
         """Tokens for an image whose description (for the text model) is not made yet.
@@ -63,9 +60,13 @@ class ImageTokenPolicy:
         >>> ImageTokenPolicy().pending_description()
         885
         """
+        return self._as_description(self.description_chars)
+
+    def _as_description(self, chars: int) -> int:
+        """An image counted as `chars` of description (FIXED_IMAGE_TOKENS when not dynamic)."""
         if not self.dynamic:
             return self.fixed
-        return self.base + math.ceil(self.per_char * self.description_chars)
+        return self.base + math.ceil(self.per_char * chars)
 
 
 DEFAULT_IMAGE_POLICY = ImageTokenPolicy()

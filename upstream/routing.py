@@ -74,10 +74,9 @@ def vision_route(requested: str, settings: Settings) -> Route:
 
 
 def text_route(requested: str, settings: Settings, describe_images: bool = False) -> Route:
-    """The text model's route for a requested name (its endpoint by preference or suffix)."""
+    """The text model's route for a requested name (its endpoint by preference or suffix);
+    callers send a name that asks for the vision model (`asks_for_vision`) to `vision_route`."""
     model, forced = _resolve_model(requested, settings)
-    if model == settings.autovision_model:  # named the vision model: its text sibling serves
-        model = settings.autotext_model
     endpoint = forced or _preferred_endpoint(settings.text_endpoint_preference)
     return Route(
         endpoint, model, requested, settings.real_text_model_tokens, False, describe_images
