@@ -101,13 +101,47 @@ class Tally:
         return sum(self.errors.values())
 
 
+HEADERS = {"Content-Type": "application/json", "x-api-key": KEY}
+
+
+def connect(url: str) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=300)
+
+
+def post(
+    conn: http.client.HTTPConnection, path: str, data: bytes, tally: Tally, stream: bool
+) -> bool | None:
+    """POST `data`, read the whole answer and note it in `tally`: its time to first byte for a
+    stream, to the whole answer otherwise; an error for an exception, a status other than 200
+    or a stream without message_stop. True when `conn` can carry the next request, False when
+    the server closes it, None when it broke."""
+    try:
+        began = time.perf_counter_ns()
+        conn.request("POST", path, body=data, headers=HEADERS)
+        response = conn.getresponse()
+        first = response.read1(1)
+        ttfb = (time.perf_counter_ns() - began) / 1e6
+        answer = first + response.read()
+        whole = (time.perf_counter_ns() - began) / 1e6
+    except (OSError, http.client.HTTPException) as exc:
+        tally.error(f"exception {type(exc).__name__}")
+        return None
+    if response.status != 200:
+        tally.error(f"status {response.status}")
+    elif stream and b"event: message_stop" not in answer:
+        tally.error("no message_stop")
+    else:
+        tally.ok(ttfb if stream else whole)
+    return not response.will_close
+
+
 def client(
     url: str, when: dict[str, float], start: threading.Barrier, tally: Tally, delay: float = 0.0
 ) -> None:
     """One streaming client: after `delay` s, POST, read the whole stream, repeat until
     when["deadline"]."""
-    parts = urlsplit(url)
-    headers = {"Content-Type": "application/json", "x-api-key": KEY}
+    path = urlsplit(url).path
     data = json.dumps(BODY).encode()
     conn: http.client.HTTPConnection | None = None
     start.wait()
@@ -115,29 +149,13 @@ def client(
     deadline = when["deadline"]  # set before the barrier let this thread through
     while time.monotonic() < deadline:
         if conn is None:
-            conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=300)
-        try:
-            began = time.perf_counter_ns()
-            conn.request("POST", parts.path, body=data, headers=headers)
-            response = conn.getresponse()
-            first = response.read1(1)
-            ttfb = (time.perf_counter_ns() - began) / 1e6
-            rest = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            tally.error(f"exception {type(exc).__name__}")
+            conn = connect(url)
+        kept = post(conn, path, data, tally, stream=True)
+        if not kept:
             conn.close()
             conn = None
-            time.sleep(0.1)
-            continue
-        if response.status != 200:
-            tally.error(f"status {response.status}")
-        elif b"event: message_stop" not in first + rest:
-            tally.error("no message_stop")
-        else:
-            tally.ok(ttfb)
-        if response.will_close:
-            conn.close()
-            conn = None
+            if kept is None:
+                time.sleep(0.1)
     if conn is not None:
         conn.close()
 
@@ -152,11 +170,10 @@ def session_client(
 ) -> None:
     """One 150k-token session, after `delay` s: count_tokens (proxy only), a request, a stream;
     then it grows."""
-    parts = urlsplit(url)
-    headers = {"Content-Type": "application/json", "x-api-key": KEY}
+    path = urlsplit(url).path
     body = json.loads(json.dumps(session)) | {"max_tokens": SESSION_MAX_TOKENS}
-    direct = "/api/anthropic/" in parts.path
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=300)
+    direct = "/api/anthropic/" in path
+    conn = connect(url)
     start.wait()
     time.sleep(delay)
     rounds = 0
@@ -164,27 +181,12 @@ def session_client(
         for kind in ("count_tokens", "message", "stream"):
             if kind == "count_tokens" and direct:
                 continue
-            path = parts.path + ("/count_tokens" if kind == "count_tokens" else "")
-            data = json.dumps(body | {"stream": kind == "stream"}).encode()
-            try:
-                began = time.perf_counter_ns()
-                conn.request("POST", path, body=data, headers=headers)
-                response = conn.getresponse()
-                first = response.read1(1)
-                ttfb = (time.perf_counter_ns() - began) / 1e6
-                rest = first + response.read()
-                whole = (time.perf_counter_ns() - began) / 1e6
-            except (OSError, http.client.HTTPException) as exc:
-                tallies[kind].error(f"exception {type(exc).__name__}")
+            stream = kind == "stream"
+            data = json.dumps(body | {"stream": stream}).encode()
+            where = path + ("/count_tokens" if kind == "count_tokens" else "")
+            if post(conn, where, data, tallies[kind], stream) is None:
                 conn.close()
-                conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80)
-                continue
-            if response.status != 200:
-                tallies[kind].error(f"status {response.status}")
-            elif kind == "stream" and b"event: message_stop" not in rest:
-                tallies[kind].error("no message_stop")
-            else:
-                tallies[kind].ok(ttfb if kind == "stream" else whole)
+                conn = connect(url)
         rounds += 1
         body["messages"] = body["messages"] + [
             {"role": "assistant", "content": [{"type": "text", "text": f"Step {rounds} done."}]},
